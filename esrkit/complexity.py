@@ -14,16 +14,24 @@ from its documented rules (``OFFICIAL_KITS.md`` section 2), quirks included:
   #conv = number of such calls (a module called twice counts twice).
 
 Each count runs on a fresh copy of the model, because hooks of different counters interfere.
+
+Beside it, for comparison (optional dependencies, imported only when called):
+``fvcore_counts`` (the 2024-2025 FLOPs column: conv MACs + 4 per output element of a bilinear
+upsample, other elementwise ops skipped and reported) and ``ptflops_counts`` (pytorch backend:
+adds bias, activation modules, pooling and interpolation outputs). All three report MACs.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from math import prod
 
 import torch
 from torch import nn
+
+from esrkit.errors import KitError
 
 INPUT_SHAPE = (3, 256, 256)
 RELU_FAMILY = (nn.ReLU, nn.PReLU, nn.ELU, nn.LeakyReLU, nn.ReLU6)
@@ -79,3 +87,95 @@ def official_counts(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE
         for h in handles:
             h.remove()
     return OfficialCounts(count_params(model), totals["flops"], totals["acts"], totals["convs"])
+
+
+# --- Third-party counters, for comparison with the official one --------------------------------
+
+
+@dataclass(frozen=True)
+class FvcoreCounts:
+    """fvcore's ``FlopCountAnalysis`` (the 2024-2025 kits' FLOPs column), in MACs.
+
+    fvcore counts one fused multiply-add as one "flop", so ``macs`` is what the kits report as
+    FLOPs. ``macs_by_operator`` maps fvcore's operator names (``conv``, ``upsample_bilinear2d``,
+    ...) to their MACs; ``unsupported_ops`` maps each aten operator fvcore skipped (counted as 0)
+    to the number of times it was called, e.g. ``{"aten::sigmoid": 4}``.
+    """
+
+    macs: int
+    macs_by_operator: dict[str, int]
+    unsupported_ops: dict[str, int]
+
+
+@dataclass(frozen=True)
+class PtflopsCounts:
+    """ptflops ``get_model_complexity_info`` with the pytorch backend: MACs (bias, activations,
+    pooling and interpolation included, by its own rules) and its parameter count."""
+
+    macs: int
+    params: int
+
+
+def _fresh_copy(model: nn.Module, trainable: bool) -> nn.Module:
+    """A deep copy in eval mode on the CPU with ``requires_grad`` set to ``trainable`` on every parameter."""
+    model = copy.deepcopy(model).eval().cpu()
+    for p in model.parameters():
+        p.requires_grad_(trainable)
+    return model
+
+
+def _random_input(input_shape: tuple[int, ...]) -> torch.Tensor:
+    """``torch.rand(1, *input_shape)`` as the kits draw it, seeded so a run is reproducible."""
+    return torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(0))
+
+
+def fvcore_counts(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> FvcoreCounts:
+    """fvcore's total, per-operator MACs and skipped operators, on ``torch.rand(1, *input_shape)``.
+
+    fvcore's own warnings (unsupported operators, uncalled modules, tracer warnings) are silenced;
+    what it skipped is returned in :attr:`FvcoreCounts.unsupported_ops` instead.
+    """
+    try:
+        with warnings.catch_warnings():
+            # fvcore.nn applies torch.jit.script at import, which torch >= 2.10 flags as deprecated.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from fvcore.nn import FlopCountAnalysis
+    except ImportError:
+        raise KitError(
+            "fvcore is not installed; it is an optional dependency of the complexity comparison. "
+            "Install the kits' version: pip install fvcore==0.1.5.post20221221"
+        ) from None
+    # Gradients off, as the kits' select_model leaves the model.
+    analysis = FlopCountAnalysis(_fresh_copy(model, trainable=False), _random_input(input_shape))
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+    return FvcoreCounts(
+        macs=int(analysis.total()),
+        macs_by_operator={op: int(n) for op, n in analysis.by_operator().items()},
+        unsupported_ops={op: int(n) for op, n in analysis.unsupported_ops().items()},
+    )
+
+
+def ptflops_counts(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> PtflopsCounts:
+    """ptflops' MACs and params with ``backend='pytorch'`` on a ``(1, *input_shape)`` input.
+
+    ptflops draws its own input (an uninitialised ``new_empty`` batch); ``model`` is left untouched.
+    """
+    try:
+        from ptflops import get_model_complexity_info
+    except ImportError:
+        raise KitError(
+            "ptflops is not installed; it is an optional dependency of the complexity comparison. "
+            "Install it: pip install ptflops==0.7.5"
+        ) from None
+    # ptflops counts only parameters that require grad, so its copy keeps them all trainable.
+    macs, params = get_model_complexity_info(
+        _fresh_copy(model, trainable=True),
+        tuple(input_shape),
+        as_strings=False,
+        print_per_layer_stat=False,
+        verbose=False,
+        backend="pytorch",
+    )
+    if macs is None or params is None:
+        raise KitError(f"ptflops could not count {type(model).__name__} (its forward failed on a {input_shape} input)")
+    return PtflopsCounts(macs=int(macs), params=int(params))

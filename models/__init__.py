@@ -3,4 +3,4 @@
 Files are listed explicitly: adding an architecture means adding its import here.
 """
 
-from models import mlrn  # noqa: F401
+from models import efdn, imdn, mlrn, rfdn, rlfn  # noqa: F401

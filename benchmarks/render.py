@@ -1,0 +1,392 @@
+"""Render a re-ranked Table 3 (from ``benchmarks.table3.rerank``) as Markdown, CSV, LaTeX, JSON and a PNG.
+
+Every file is written atomically (``esrkit.atomic``): a crash leaves the previous file intact.
+Measured rows are marked everywhere; their runtimes carry a dagger unless they come from the GPU the
+published times were measured on (``published_device``; the 2023 kit does not name it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from benchmarks.table3 import (
+    DECIMALS, DERIVED_COLUMNS, EXTRA_COLUMNS, NOTES_KEY, PUBLISHED, RANKED_METRICS, REFERENCE_COLUMNS,
+)
+from esrkit.atomic import atomic_path, atomic_write
+from esrkit.errors import KitError
+
+DAGGER = "†"
+DEVICE_FOOTNOTE = (
+    "measured on {devices}; published times were measured on the challenge's GPU{published}, so runtime "
+    "ranks that mix the two are indicative only — compare via the same-machine ratio to a baseline "
+    "measured in the same run{ratio_hint}."
+)
+UNITS_FOOTNOTE = (
+    "Ranks in parentheses (lower is better). FLOPs [G] are multiply-adds as the 2023 kit counts them "
+    "(get_model_flops) for a 3×256×256 input; Acts [M] = conv output elements; Mem [M] = peak allocated "
+    "GPU memory in MiB on the val split; Model Comp. = rank(Params) + rank(FLOPs); Overall = sum of the "
+    "ranks of Ave time, Params, FLOPs, Acts and Mem."
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _checked(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows in main-track order; raises KitError unless ``rerank`` has filled every rank."""
+    missing = [c for c in REFERENCE_COLUMNS if c not in df.columns]
+    if missing:
+        raise KitError(f"cannot render: column(s) {', '.join(missing)} missing")
+    empty = [c for c in DERIVED_COLUMNS if df[c].isna().any()]
+    if empty:
+        raise KitError(f"cannot render: {', '.join(empty)} not computed — call benchmarks.table3.rerank first")
+    return df.sort_values("time_ave_rank").reset_index(drop=True)
+
+
+def _notes(df: pd.DataFrame, notes: Sequence[str] | None) -> list[str]:
+    """Explicit notes, else the ones ``rerank`` attached."""
+    return list(notes) if notes is not None else list(df.attrs.get(NOTES_KEY, []))
+
+
+def _is_measured(row: pd.Series) -> bool:
+    return str(row.get("source", PUBLISHED)) != PUBLISHED
+
+
+def _other_gpu(row: pd.Series, published_device: str | None) -> bool:
+    """True when the row's runtime does not come from the GPU of the published times."""
+    if not _is_measured(row):
+        return False
+    return published_device is None or str(row.get("device", "")).casefold() != published_device.casefold()
+
+
+def _num(value: object, column: str) -> str:
+    """A value at the paper's precision; '—' when absent."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "—"
+    if column in DECIMALS:
+        return f"{float(value):.{DECIMALS[column]}f}"
+    return str(int(value))
+
+
+def _ratio(row: pd.Series) -> str:
+    """'0.64× RFDN' for rows with a same-run ratio to a baseline, else ''."""
+    value = row.get("time_ratio_to_baseline", np.nan)
+    if value is None or pd.isna(value):
+        return ""
+    return f"{float(value):.2f}× {row.get('baseline', '') or 'baseline'}"
+
+
+def _has_ratio(df: pd.DataFrame) -> bool:
+    return "time_ratio_to_baseline" in df.columns and df["time_ratio_to_baseline"].notna().any()
+
+
+def _devices(df: pd.DataFrame, published_device: str | None) -> list[str]:
+    """Devices of measured rows whose runtime is from another GPU than the published one."""
+    rows = [r for _, r in df.iterrows() if _other_gpu(r, published_device)]
+    return sorted({str(r.get("device", "")) or "an unnamed device" for r in rows})
+
+
+def _device_footnote(df: pd.DataFrame, published_device: str | None) -> str:
+    """The dagger footnote, or '' when no runtime needs one."""
+    devices = _devices(df, published_device)
+    if not devices:
+        return ""
+    return DEVICE_FOOTNOTE.format(
+        devices=", ".join(devices),
+        published=f" ({published_device})" if published_device else " (not named in the 2023 kit)",
+        ratio_hint=" (column 'Time ÷ baseline')" if _has_ratio(df) else "",
+    )
+
+
+# (header, cell function(row, mark) -> text) for the Table 3 layout; `mark` wraps a runtime.
+Cell = Callable[[pd.Series, Callable[[str, pd.Series], str]], str]
+
+
+def _ranked(column: str, sub: Callable[[str], str]) -> Cell:
+    """A 'value (rank)' cell."""
+    return lambda r, mark: _num(r[column], column) + sub(str(int(r[f"{column}_rank"])))
+
+
+def _plain(column: str) -> Cell:
+    return lambda r, mark: _num(r[column], column)
+
+
+def _layout(sub: Callable[[str], str]) -> list[tuple[str, Cell]]:
+    """The columns of the paper's Table 3, rank shown by ``sub``."""
+    return [
+        ("Val PSNR [dB]", lambda r, m: _num(r["psnr_val"], "psnr_val")),
+        ("Test PSNR [dB]", lambda r, m: _num(r["psnr_test"], "psnr_test")),
+        ("Val time [ms]", lambda r, m: m(_num(r["time_val"], "time_val"), r)),
+        ("Test time [ms]", lambda r, m: m(_num(r["time_test"], "time_test"), r)),
+        ("Ave time [ms]", lambda r, m: m(_ranked("time_ave", sub)(r, m), r)),
+        ("Params [M]", _ranked("params_M", sub)),
+        ("FLOPs [G]", _ranked("flops_G", sub)),
+        ("Acts [M]", _ranked("acts_M", sub)),
+        ("Mem [M]", _ranked("mem_M", sub)),
+        ("#Conv", _plain("num_conv")),
+        ("Model Comp.", _ranked("model_comp", sub)),
+        ("Overall", _ranked("overall", sub)),
+    ]
+
+
+def _row_notes(df: pd.DataFrame) -> list[str]:
+    """'team: note' for rows that carry a note."""
+    if "note" not in df.columns:
+        return []
+    return [f"{t}: {n}" for t, n in zip(df["team"], df["note"]) if isinstance(n, str) and n]
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown / LaTeX
+
+
+def to_markdown(df: pd.DataFrame, notes: Sequence[str] | None = None, *, published_device: str | None = None,
+                title: str = "NTIRE 2023 ESR — Table 3 re-ranked") -> str:
+    """Table 3 as a Markdown table ('18.30 (1)'), measured rows in bold with their device, then footnotes and notes."""
+    rows = _checked(df)
+    layout = _layout(lambda rank: f" ({rank})")
+    with_ratio = _has_ratio(rows)
+    measured_any = any(_is_measured(r) for _, r in rows.iterrows())
+
+    def mark(text: str, row: pd.Series) -> str:
+        return f"{text}{DAGGER}" if _other_gpu(row, published_device) and text != "—" else text
+
+    header = ["Team"] + [h for h, _ in layout] + (["Time ÷ baseline"] if with_ratio else [])
+    header += ["Source"] if measured_any else []
+    lines = [f"## {title}", "", "| " + " | ".join(header) + " |",
+             "|" + "|".join([":---"] + ["---:"] * (len(header) - 1 - measured_any) + [":---"] * measured_any) + "|"]
+    for _, row in rows.iterrows():
+        team = str(row["team"]).replace("|", r"\|")
+        cells = [f"**{team}** ◆" if _is_measured(row) else team]
+        cells += [cell(row, mark) for _, cell in layout]
+        if with_ratio:
+            cells.append(_ratio(row))
+        if measured_any:
+            cells.append(f"◆ {row['source']}" if _is_measured(row) else PUBLISHED)
+        lines.append("| " + " | ".join(cells) + " |")
+
+    lines += ["", UNITS_FOOTNOTE]
+    if measured_any:
+        lines += ["", "◆ measured with this kit (bold); the other rows are the published values."]
+    foot = _device_footnote(rows, published_device)
+    if foot:
+        lines += ["", f"{DAGGER} {foot}"]
+    all_notes = _notes(df, notes) + _row_notes(rows)
+    if all_notes:
+        lines += ["", "### Notes", ""] + [f"- {n}" for n in all_notes]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(text: str) -> str:
+    """Escape LaTeX specials."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def to_latex(df: pd.DataFrame, notes: Sequence[str] | None = None, *, published_device: str | None = None) -> str:
+    """Table 3 as a booktabs ``table`` (needs \\usepackage{booktabs}); ranks as ``$_{(1)}$``, measured rows in italics."""
+    rows = _checked(df)
+    layout = _layout(lambda rank: f"$_{{({rank})}}$")
+
+    def mark(text: str, row: pd.Series) -> str:
+        return f"{text}$^\\dagger$" if _other_gpu(row, published_device) and text != "—" else text
+
+    header = ["Team"] + [_tex(h) for h, _ in layout]
+    out = [r"% requires \usepackage{booktabs}", r"\begin{table*}[t]", r"\centering", r"\scriptsize",
+           r"\setlength{\tabcolsep}{3pt}", r"\begin{tabular}{l" + "r" * len(layout) + "}", r"\toprule",
+           " & ".join(header) + r" \\", r"\midrule"]
+    for _, row in rows.iterrows():
+        cells = [c.replace("—", "--") for c in (cell(row, mark) for _, cell in layout)]
+        team = _tex(str(row["team"]))
+        team = rf"\textit{{{team}}}$^\ast$" if _is_measured(row) else team
+        out.append(" & ".join([team] + cells) + r" \\")
+    caption = _tex(UNITS_FOOTNOTE)
+    if any(_is_measured(r) for _, r in rows.iterrows()):
+        caption += r" $^\ast$Measured with this kit."
+    foot = _device_footnote(rows, published_device)
+    if foot:
+        caption += r" $^\dagger$" + _tex(foot.replace("—", "--").replace("÷", "/"))
+    caption = caption.replace("×", r"$\times$")
+    out += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption + "}",
+            r"\label{tab:ntire2023-esr-reranked}", r"\end{table*}"]
+    for note in _notes(df, notes):
+        out.append("% " + note)
+    return "\n".join(out) + "\n"
+
+
+def score_to_markdown(df: pd.DataFrame, notes: Sequence[str] | None = None) -> str:
+    """The 2024/2025 score view (from ``score_2024``) as a Markdown table, best first."""
+    need = ["team", "Score_runtime", "Score_FLOPs", "Score_params", "Score_final", "Score_rank"]
+    if any(c not in df.columns for c in need):
+        raise KitError("cannot render the score view: call benchmarks.table3.score_2024 first")
+    rows = df.assign(_k=df["Score_rank"].astype("Float64").fillna(np.inf)).sort_values(["_k", "Score_FLOPs"])
+
+    def f(v: object) -> str:
+        return "—" if pd.isna(v) else f"{float(v):.4f}"
+
+    lines = ["| # | Team | Score_runtime | Score_FLOPs | Score_params | Score_final |", "|---:|:---|---:|---:|---:|---:|"]
+    for _, r in rows.iterrows():
+        rank = "—" if pd.isna(r["Score_rank"]) else str(int(r["Score_rank"]))
+        team = f"**{r['team']}** ◆" if _is_measured(r) else str(r["team"])
+        lines.append(f"| {rank} | {team} | {f(r['Score_runtime'])} | {f(r['Score_FLOPs'])} | "
+                     f"{f(r['Score_params'])} | {f(r['Score_final'])} |")
+    extra = _notes(df, notes)
+    return "\n".join(lines + ([""] + [f"- {n}" for n in extra] if extra else [])) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# CSV / JSON
+
+
+def _columns(df: pd.DataFrame) -> list[str]:
+    """Reference column names first (same order as the published CSV), then the kit's extra columns."""
+    extra = [c for c in EXTRA_COLUMNS if c in df.columns]
+    rest = [c for c in df.columns if c not in REFERENCE_COLUMNS and c not in extra]
+    return [c for c in REFERENCE_COLUMNS if c in df.columns] + extra + rest
+
+
+def to_csv(df: pd.DataFrame, path: str | Path) -> None:
+    """Write the table with the reference CSV's column names (extra columns after them), atomically."""
+    ordered = df[_columns(df)]
+    if "time_ave_rank" in ordered.columns and ordered["time_ave_rank"].notna().all():
+        ordered = ordered.sort_values("time_ave_rank")
+    atomic_write(path, ordered.to_csv(index=False, lineterminator="\n"))
+
+
+def _jsonable(value: object) -> object:
+    """Plain Python values; NaN/NA become None."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    return value
+
+
+def to_json(df: pd.DataFrame, path: str | Path, notes: Sequence[str] | None = None) -> None:
+    """Write ``{"columns", "rows", "notes"}`` as JSON (missing values as null), atomically."""
+    columns = _columns(df)
+    rows = [{c: _jsonable(v) for c, v in zip(columns, values)} for values in df[columns].itertuples(index=False)]
+    payload = {"columns": columns, "rows": rows, "notes": _notes(df, notes)}
+    atomic_write(path, json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# plot
+
+PUBLISHED_COLOUR = "#4C72B0"
+MEASURED_COLOUR = "#E1812C"
+FRONTIER_COLOUR = "#2A9D4B"
+BUBBLE_PT2_PER_M = 700.0  # marker area (pt^2) per million parameters
+
+
+def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats (lower-or-equal x and higher-or-equal y, one strictly), by x."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    front: list[int] = []
+    best = -np.inf
+    for i in np.lexsort((-ys, xs)):
+        if ys[i] > best:
+            front.append(int(i))
+            best = ys[i]
+    return front
+
+
+def _draw_frontier(ax, x: np.ndarray, y: np.ndarray, teams: Sequence[str], label: str) -> None:
+    """Step line through the frontier (worse entries lie below/right), frontier teams named in grey."""
+    idx = pareto_front(x, y)
+    fx, fy = x[idx], y[idx]
+    ax.plot(np.append(fx, ax.get_xlim()[1]), np.append(fy, fy[-1]), drawstyle="steps-post",
+            color=FRONTIER_COLOUR, lw=1.6, ls="--", zorder=1, label=label)
+    for i in idx:
+        ax.annotate(teams[i], (x[i], y[i]), xytext=(4, -9), textcoords="offset points", fontsize=7,
+                    color="#555555", zorder=4)
+
+
+def plot(df: pd.DataFrame, path: str | Path, *, published_device: str | None = None,
+         title: str = "NTIRE 2023 Efficient SR (Table 3) with measured entries") -> None:
+    """Two panels, Val PSNR vs Ave runtime and vs FLOPs: bubble area ∝ params, efficiency frontier dashed,
+    measured entries orange diamonds with labels; written atomically as PNG."""
+    for col in ("team", "psnr_val", "time_ave", "flops_G", "params_M"):
+        if col not in df.columns:
+            raise KitError(f"cannot plot: column {col!r} missing")
+    data = df.reset_index(drop=True)
+    measured = np.array([_is_measured(r) for _, r in data.iterrows()], dtype=bool)
+    other_gpu = np.array([_other_gpu(r, published_device) for _, r in data.iterrows()], dtype=bool)
+    teams = data["team"].astype(str).tolist()
+    psnr = data["psnr_val"].to_numpy(dtype=float)
+    size = data["params_M"].to_numpy(dtype=float) * BUBBLE_PT2_PER_M
+
+    fig = Figure(figsize=(15, 6.8), dpi=130, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True)
+    panels = [("time_ave", "Ave runtime [ms], log scale", "PSNR vs runtime"),
+              ("flops_G", "FLOPs [G multiply-adds, 3×256×256 input], log scale", "PSNR vs FLOPs")]
+    for ax, (col, xlabel, subtitle) in zip(axes, panels):
+        x = data[col].to_numpy(dtype=float)
+        ax.set_xscale("log")
+        ax.scatter(x[~measured], psnr[~measured], s=size[~measured], c=PUBLISHED_COLOUR, alpha=0.45,
+                   edgecolors="white", linewidths=0.8, zorder=2)
+        ax.scatter(x[measured], psnr[measured], s=size[measured], c=MEASURED_COLOUR, marker="D", alpha=0.9,
+                   edgecolors="black", linewidths=1.0, zorder=3)
+        span = np.log10(x.max() / x.min()) if len(x) > 1 else 1.0
+        ax.set_xlim(x.min() / 10 ** (0.06 * span), x.max() * 10 ** (0.12 * span))
+        if col == "time_ave":
+            # runtimes from another GPU are not comparable: frontier over same-GPU entries only
+            same = ~other_gpu
+            if same.sum():
+                _draw_frontier(ax, x[same], psnr[same], [t for t, s in zip(teams, same) if s],
+                               "efficiency frontier (same-GPU entries)")
+        else:
+            _draw_frontier(ax, x, psnr, teams, "efficiency frontier")
+        for i in np.flatnonzero(measured):
+            label = teams[i] + (DAGGER if col == "time_ave" and other_gpu[i] else "")
+            ratio = _ratio(data.iloc[i]) if col == "time_ave" else ""
+            label += f"\n{ratio}" if ratio else ""
+            ax.annotate(label, (x[i], psnr[i]), xytext=(8, 8), textcoords="offset points", fontsize=9,
+                        fontweight="bold", color="#8A4A0F", zorder=5,
+                        arrowprops=dict(arrowstyle="-", color="#8A4A0F", lw=0.7))
+        ax.set_title(subtitle, fontsize=12)
+        ax.set_xlabel(xlabel)
+        ax.grid(True, which="major", color="#DDDDDD", lw=0.8)
+        ax.grid(True, which="minor", color="#F0F0F0", lw=0.5)
+        ax.set_axisbelow(True)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    axes[0].set_ylabel("Val PSNR [dB] (RGB, DIV2K val)")
+    pad = max(0.02, 0.08 * (psnr.max() - psnr.min()))
+    axes[0].set_ylim(psnr.min() - pad, psnr.max() + 2.5 * pad)
+
+    devices = _devices(data, published_device)
+    if devices:
+        axes[0].text(0.01, 0.01, f"{DAGGER} measured on {', '.join(devices)}: not the challenge's GPU — runtimes\n"
+                     "are not directly comparable; use the same-run ratio to a baseline.",
+                     transform=axes[0].transAxes, fontsize=8, color="#8A4A0F", va="bottom")
+
+    handles = [Line2D([], [], ls="", marker="o", ms=9, mfc=PUBLISHED_COLOUR, mec="white", alpha=0.6,
+                      label="published (NTIRE 2023 Table 3)")]
+    if measured.any():
+        dev = ", ".join(sorted({str(d) for d in data.loc[measured, "device"]})) if "device" in data else ""
+        handles.append(Line2D([], [], ls="", marker="D", ms=8, mfc=MEASURED_COLOUR, mec="black",
+                              label=f"measured with this kit ({dev})" if dev else "measured with this kit"))
+    handles.append(Line2D([], [], color=FRONTIER_COLOUR, ls="--", lw=1.6, label="efficiency (Pareto) frontier"))
+    for m in (0.1, 0.3, 1.0, 3.0):
+        handles.append(Line2D([], [], ls="", marker="o", ms=math.sqrt(m * BUBBLE_PT2_PER_M), mfc="none",
+                              mec="#777777", label=f"{m:g} M params"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9,
+               handletextpad=0.4, columnspacing=1.4)
+    fig.suptitle(title + "  —  up and to the left is better; bubble area ∝ parameters", fontsize=13)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")

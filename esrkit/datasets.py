@@ -1,0 +1,188 @@
+"""Validation/test sets in the official layouts, paired by name (never by sort order).
+
+Layouts (``--layout`` forces one; by default it is detected from the folder):
+
+=============  ============================  ===========================  ======================
+layout         split: HR folder              LR folder                    LR file name
+=============  ============================  ===========================  ======================
+ntire2023      valid: DIV2K_valid_HR          DIV2K_valid_LR               ``{stem}x4.png``
+               test: DIV2K_test_HR            DIV2K_test_LR                ``{stem}.png`` (no x4)
+               hybrid_test: LSDIR_DIV2K_test_HR  LSDIR_DIV2K_test_LR     ``{stem}x4.png``
+ntire2024      valid: DIV2K_LSDIR_valid_HR    DIV2K_LSDIR_valid_LR         ``{stem}x4.png``
+               test: DIV2K_LSDIR_test_HR      DIV2K_LSDIR_test_LR          ``{stem}x4.png``
+benchmark      valid: HR                      LR_bicubic/X4                ``{stem}x4.png``
+folder         valid: the folder itself       made by the kit's MATLAB-bicubic ``imresize``
+=============  ============================  ===========================  ======================
+
+HR images are modcropped to the scale; an LR image must be exactly HR/scale.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from esrkit.errors import KitError
+from esrkit.imageio import is_image_file, read_rgb
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Where one split's HR and LR files are, relative to the data folder."""
+
+    hr_dir: str
+    lr_dir: str | None  # None: LR is made from HR by imresize
+    lr_name: str = "{stem}x{scale}.png"
+
+
+LAYOUTS: dict[str, dict[str, SplitSpec]] = {
+    "ntire2023": {
+        "valid": SplitSpec("DIV2K_valid_HR", "DIV2K_valid_LR"),
+        "test": SplitSpec("DIV2K_test_HR", "DIV2K_test_LR", "{stem}.png"),
+        "hybrid_test": SplitSpec("LSDIR_DIV2K_test_HR", "LSDIR_DIV2K_test_LR"),
+    },
+    "ntire2024": {
+        "valid": SplitSpec("DIV2K_LSDIR_valid_HR", "DIV2K_LSDIR_valid_LR"),
+        "test": SplitSpec("DIV2K_LSDIR_test_HR", "DIV2K_LSDIR_test_LR"),
+    },
+    "benchmark": {"valid": SplitSpec("HR", "LR_bicubic/X{scale}")},
+    "folder": {"valid": SplitSpec(".", None)},
+}
+
+
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop height and width down to multiples of ``scale`` (top-left kept, as the kits do)."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One HR image and its LR counterpart (``lr_path`` None: the kit makes the LR itself)."""
+
+    name: str
+    hr_path: Path
+    lr_path: Path | None
+
+    def load(self, scale: int) -> tuple[np.ndarray, np.ndarray]:
+        """(HR modcropped to ``scale``, LR), both HxWx3 RGB uint8; the LR is checked to be HR/scale."""
+        hr = modcrop(read_rgb(self.hr_path), scale)
+        if self.lr_path is None:
+            from esrkit.imresize import imresize
+
+            return hr, imresize(hr, 1.0 / scale)
+        lr = read_rgb(self.lr_path)
+        expected = (hr.shape[0] // scale, hr.shape[1] // scale)
+        if lr.shape[:2] != expected:
+            raise KitError(
+                f"LR {self.lr_path} is {lr.shape[1]}x{lr.shape[0]} but HR {self.hr_path} (modcropped to "
+                f"{hr.shape[1]}x{hr.shape[0]}) needs an x{scale} LR of {expected[1]}x{expected[0]}: "
+                f"regenerate the LR from this HR"
+            )
+        return hr, lr
+
+    def load_lr(self, scale: int) -> np.ndarray:
+        """The LR image alone (no HR needed when it is on disk)."""
+        return self.load(scale)[1] if self.lr_path is None else read_rgb(self.lr_path)
+
+
+@dataclass(frozen=True)
+class Split:
+    """An ordered list of pairs (sorted by HR file name, as the official kits' sorted glob)."""
+
+    name: str
+    layout: str
+    root: Path
+    pairs: tuple[ImagePair, ...]
+
+    @property
+    def lr_made_by_kit(self) -> bool:
+        return any(p.lr_path is None for p in self.pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+def detect_layout(data_dir: str | Path) -> str:
+    """The layout of ``data_dir`` (see the module docstring)."""
+    root = _existing_dir(data_dir)
+    for layout in ("ntire2024", "ntire2023", "benchmark"):
+        if any((root / spec.hr_dir).is_dir() for spec in LAYOUTS[layout].values()):
+            return layout
+    if any(is_image_file(p) for p in root.iterdir() if p.is_file()):
+        return "folder"
+    raise KitError(
+        f"{root} holds no images and none of the known layouts (DIV2K_valid_HR/, DIV2K_LSDIR_valid_HR/, "
+        f"HR/ + LR_bicubic/X4/, or a folder of HR images): point --data_dir at the folder that contains them"
+    )
+
+
+def open_split(data_dir: str | Path, split: str = "valid", layout: str = "auto", scale: int = 4) -> Split:
+    """Pair the HR and LR files of one split; every HR must have its LR."""
+    root = _existing_dir(data_dir)
+    layout = detect_layout(root) if layout == "auto" else layout
+    if layout not in LAYOUTS:
+        raise KitError(f"unknown layout {layout!r}; choose one of: auto, {', '.join(LAYOUTS)}")
+    if split not in LAYOUTS[layout]:
+        raise KitError(
+            f"layout {layout!r} has no {split!r} split (it has: {', '.join(LAYOUTS[layout])}); "
+            f"check --data_dir / --layout and the --include_test / --hybrid_test flags"
+        )
+    spec = LAYOUTS[layout][split]
+    hr_dir = root / spec.hr_dir
+    if not hr_dir.is_dir():
+        raise KitError(f"split {split!r} of layout {layout!r} needs the folder {hr_dir}, which does not exist")
+    hr_files = _image_files(hr_dir)
+    if not hr_files:
+        raise KitError(f"no images in {hr_dir}: put the HR images of the {split!r} split there")
+    if spec.lr_dir is None:
+        pairs = tuple(ImagePair(p.stem, p, None) for p in hr_files)
+    else:
+        lr_dir = root / spec.lr_dir.format(scale=scale)
+        if not lr_dir.is_dir():
+            raise KitError(f"HR images found in {hr_dir} but the LR folder {lr_dir} does not exist")
+        pairs = tuple(_pair(p, lr_dir, spec.lr_name, scale) for p in hr_files)
+    return Split(split, layout, root, pairs)
+
+
+def _pair(hr: Path, lr_dir: Path, template: str, scale: int) -> ImagePair:
+    lr = lr_dir / template.format(stem=hr.stem, scale=scale)
+    if not lr.is_file():
+        raise KitError(f"HR {hr} has no LR: expected {lr} (x{scale} LR named {template.format(stem='NAME', scale=scale)})")
+    return ImagePair(hr.stem, hr, lr)
+
+
+def _existing_dir(data_dir: str | Path) -> Path:
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise KitError(f"data folder {root} does not exist or is not a folder: check --data_dir")
+    return root
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    skipped = [p.name for p in files if not is_image_file(p)]
+    if skipped:
+        print(f"warning: ignoring {len(skipped)} non-image file(s) in {folder}: {', '.join(skipped[:5])}", file=sys.stderr)
+    return [p for p in files if is_image_file(p)]
+
+
+# Colour photos that scikit-image ships inside its wheel (no download): the embedded demo set.
+DEMO_IMAGES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
+
+
+def demo_split() -> Split:
+    """A small demo set of real photos (not DIV2K); the LR is made by the kit's MATLAB-bicubic imresize."""
+    try:
+        import skimage.data
+    except ImportError:
+        raise KitError("the demo set needs scikit-image (pip install scikit-image), or pass --data_dir") from None
+    root = Path(skimage.data.__file__).parent
+    missing = [n for n in DEMO_IMAGES if not (root / n).is_file()]
+    if missing:
+        raise KitError(f"scikit-image's sample photos {missing} are missing from {root}; pass --data_dir instead")
+    pairs = tuple(ImagePair(Path(n).stem, root / n, None) for n in DEMO_IMAGES)
+    return Split("valid", "demo", root, pairs)

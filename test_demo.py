@@ -1,0 +1,181 @@
+"""Challenge-format evaluation of one entry (the NTIRE Efficient SR ``test_demo.py``, faithfully).
+
+    python test_demo.py                                   # MLRN-entire on the embedded demo photos
+    python test_demo.py --data_dir DIR --model_id RFDN --weights team00_rfdn.pth [--include_test] [--ssim]
+
+Writes ``results.json`` / ``results.txt`` (official format, merged with existing entries) in
+``--results_dir`` (default: the current folder, as the official kit) and the SR images under
+``--save_dir/<id>_<entry>/<split>/``. See README.md for every flag and where each number comes from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from esrkit import __version__
+from esrkit.checkpoint import load_weights
+from esrkit.complexity import official_counts
+from esrkit.datasets import LAYOUTS, Split, demo_split, open_split
+from esrkit.errors import KitError
+from esrkit.registry import DEFAULT_ENTRY, Entry, get_entry, list_entries
+from esrkit.results import merge_results, split_record, write_results_txt
+from esrkit.runner import SplitResult, SplitRunner, device_name, pick_device, prepare_model
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir", type=Path, default=None,
+                   help="dataset folder (NTIRE 2023 / 2024-2025 / benchmark layout, or a folder of HR images); "
+                        "default: the embedded demo photos")
+    p.add_argument("--save_dir", type=Path, default=Path("results"), help="where SR images go (default: results/)")
+    p.add_argument("--results_dir", type=Path, default=Path("."),
+                   help="where results.json / results.txt are merged (default: the current folder)")
+    p.add_argument("--model_id", default=DEFAULT_ENTRY, help=f"entry name or numeric id (default: {DEFAULT_ENTRY})")
+    p.add_argument("--weights", type=Path, default=None, help="weights file (default: the entry's file in model_zoo/)")
+    p.add_argument("--include_test", action="store_true", help="also run the test split")
+    p.add_argument("--hybrid_test", action="store_true", help="NTIRE 2023 hybrid LSDIR+DIV2K test only (skips valid)")
+    p.add_argument("--ssim", action="store_true", help="also compute SSIM (RGB and Y)")
+    p.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS], help="force a dataset layout")
+    p.add_argument("--tile", type=int, default=None, help="tile size in LR pixels (default: the entry's; none = whole image)")
+    p.add_argument("--tile_overlap", type=int, default=None, help="tile overlap in LR pixels (default: the entry's, 32)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu")
+    p.add_argument("--runs", type=int, default=3,
+                   help="warm timing beside the challenge figure: N timed repeats per image after one warm-up, "
+                        "median (0 turns it off)")
+    p.add_argument("--no_save", action="store_true", help="do not write SR images")
+    p.add_argument("--list", action="store_true", help="list the registered entries and exit")
+    return p.parse_args(argv)
+
+
+def resolve_splits(args: argparse.Namespace, scale: int) -> list[Split]:
+    if args.data_dir is None:
+        if args.include_test or args.hybrid_test:
+            raise KitError("--include_test / --hybrid_test need --data_dir with a test split")
+        return [demo_split()]
+    names = ["hybrid_test"] if args.hybrid_test else ["valid"] + (["test"] if args.include_test else [])
+    return [open_split(args.data_dir, name, args.layout, scale) for name in names]
+
+
+def load_entry_model(entry: Entry, weights: Path | None) -> tuple[torch.nn.Module, Path]:
+    path = weights if weights is not None else entry.default_weights_path()
+    if path is None:
+        raise KitError(f"entry {entry.name} has no default weights file: pass --weights PATH")
+    if not path.is_file():
+        hint = "pass --weights PATH" if weights is not None else f"put the file there or pass --weights PATH"
+        raise KitError(f"weights for {entry.name} not found: expected {path}; {hint}")
+    return load_weights(entry.build(), path, entry.checkpoint_filter), path
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".esrkit_write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise KitError(f"{flag} {folder} is not writable ({exc.strerror or exc}): choose another {flag}") from None
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    entry = get_entry(args.model_id)
+    splits = resolve_splits(args, entry.scale)
+    model, weights_path = load_entry_model(entry, args.weights)
+    save_dir = None if args.no_save else args.save_dir / entry.key
+    for folder, flag in ((args.results_dir, "--results_dir"), *(((save_dir, "--save_dir"),) if save_dir else ())):
+        check_writable(folder, flag)
+
+    device = pick_device(args.device)
+    torch.backends.cudnn.benchmark = False
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    counts = official_counts(model)
+    model = prepare_model(model, device)
+    runner = SplitRunner(
+        model,
+        scale=entry.scale,
+        data_range=entry.data_range,
+        device=device,
+        tile=args.tile if args.tile is not None else entry.tile,
+        tile_overlap=args.tile_overlap if args.tile_overlap is not None else entry.tile_overlap,
+        ssim=args.ssim,
+        warm_runs=max(args.runs, 0),
+        save_dir=save_dir,
+        progress=print,
+    )
+    if splits[0].layout == "demo":
+        print("Demo set: scikit-image sample photos with LR made by the kit's MATLAB-bicubic imresize. "
+              "This is NOT DIV2K: the PSNR is not comparable to challenge figures.")
+    print(f"{entry.key} on {device_name(device)} ({device.type}), data range {entry.data_range:g}, weights {weights_path}")
+    split_results = [runner.run(split) for split in splits]
+
+    record: dict[str, Any] = {}
+    for r in split_results:
+        record.update(split_record(r))
+    record.update(
+        activations=counts.activations / 1e6,
+        num_conv=counts.num_conv,
+        flops=counts.flops / 1e9,
+        num_parameters=counts.params / 1e6,
+        device=device_name(device),
+        device_type=device.type,
+        timing="CUDA events around the forward pass" if device.type == "cuda" else "wall clock around the forward pass",
+        weights=str(weights_path),
+        data_dir=str(splits[0].root),
+        layout=splits[0].layout,
+        lr_source="made by the kit's MATLAB-bicubic imresize" if splits[0].lr_made_by_kit else "LR files",
+        data_range=entry.data_range,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        kit_version=__version__,
+        torch_version=torch.__version__,
+    )
+    results = merge_results(args.results_dir / "results.json", entry.key, record)
+    write_results_txt(args.results_dir / "results.txt", results, args.include_test, args.hybrid_test)
+    print_summary(entry, split_results, record)
+    return record
+
+
+def print_summary(entry: Entry, split_results: list[SplitResult], record: dict[str, Any]) -> None:
+    """The Table 3 style row, then the extras beside it."""
+    first = split_results[0].split
+    print("\nTeam/entry            Time [ms]   PSNR [dB]   #Params [M]  FLOPs [G]  #Acts [M]  GPU Mem [M]  #Conv")
+    memory = record[f"{first}_memory"]
+    print(f"{entry.key:20s}  {record[f'{first}_ave_runtime']:9.2f}   {record[f'{first}_ave_psnr']:9.2f}   "
+          f"{record['num_parameters']:11.3f}  {record['flops']:9.2f}  {record['activations']:9.2f}  "
+          f"{'-' if memory is None else format(memory, '.2f'):>11s}  {record['num_conv']:5d}")
+    for r in split_results:
+        m = r.split
+        extras = [f"Y-PSNR {record[f'{m}_ave_psnr_y']:.2f} dB", f"cold first forward {record[f'{m}_cold_runtime']:.2f} ms"]
+        if f"{m}_ave_warm_runtime" in record:
+            extras.append(f"warm {record[f'{m}_ave_warm_runtime']:.2f} ms (mean of per-image medians; "
+                          f"their median {record[f'{m}_median_warm_runtime']:.2f} ms)")
+        if f"{m}_ave_ssim" in record:
+            extras.append(f"SSIM {record[f'{m}_ave_ssim']:.4f} / Y {record[f'{m}_ave_ssim_y']:.4f}")
+        print(f"  {m} ({len(r.names)} images): " + "; ".join(extras))
+    print(f"  device: {record['device']}; FLOPs: official hook counter (MACs, Table 3 convention)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.list:
+            for e in list_entries():
+                print(f"{e.model_id:3d}  {e.name:12s}  x{e.scale}  range {e.data_range:g}  {e.weights}  {e.description}")
+            return 0
+        run(args)
+    except KitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: results.json and results.txt were not changed", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
