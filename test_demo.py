@@ -20,7 +20,7 @@ import torch
 
 from esrkit import __version__
 from esrkit.checkpoint import load_weights
-from esrkit.complexity import official_counts
+from esrkit.complexity import fvcore_counts, official_counts
 from esrkit.datasets import LAYOUTS, Split, demo_split, open_split
 from esrkit.errors import KitError
 from esrkit.registry import DEFAULT_ENTRY, Entry, get_entry, list_entries
@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if device.type == "cuda":
         torch.cuda.empty_cache()
     counts = official_counts(model)
+    fvcore = fvcore_counts(model)
     model = prepare_model(model, device)
     runner = SplitRunner(
         model,
@@ -122,6 +123,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         num_conv=counts.num_conv,
         flops=counts.flops / 1e9,
         num_parameters=counts.params / 1e6,
+        flops_fvcore=fvcore.macs / 1e9,
+        flops_fvcore_unsupported_ops=fvcore.unsupported_ops,
         device=device_name(device),
         device_type=device.type,
         timing="CUDA events around the forward pass" if device.type == "cuda" else "wall clock around the forward pass",
@@ -157,7 +160,9 @@ def print_summary(entry: Entry, split_results: list[SplitResult], record: dict[s
         if f"{m}_ave_ssim" in record:
             extras.append(f"SSIM {record[f'{m}_ave_ssim']:.4f} / Y {record[f'{m}_ave_ssim_y']:.4f}")
         print(f"  {m} ({len(r.names)} images): " + "; ".join(extras))
-    print(f"  device: {record['device']}; FLOPs: official hook counter (MACs, Table 3 convention)")
+    print(f"  FLOPs [G, MACs on 3x256x256]: {record['flops']:.2f} official hook counter (2022-2023, Table 3); "
+          f"{record['flops_fvcore']:.2f} fvcore (2024-2025)")
+    print(f"  device: {record['device']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FormatStrFormatter, MultipleLocator
 
 from benchmarks.table3 import (
     DECIMALS, DERIVED_COLUMNS, EXTRA_COLUMNS, NOTES_KEY, PUBLISHED, RANKED_METRICS, REFERENCE_COLUMNS,
@@ -79,11 +80,14 @@ def _num(value: object, column: str) -> str:
 
 
 def _ratio(row: pd.Series) -> str:
-    """'0.64× RFDN' for rows with a same-run ratio to a baseline, else ''."""
+    """'0.64× RFDN' for rows with a same-run ratio to a baseline ('baseline' for the baseline itself), else ''."""
     value = row.get("time_ratio_to_baseline", np.nan)
     if value is None or pd.isna(value):
         return ""
-    return f"{float(value):.2f}× {row.get('baseline', '') or 'baseline'}"
+    base = str(row.get("baseline", "") or "")
+    if base == str(row["team"]):
+        return "baseline"
+    return f"{float(value):.2f}× {base or 'baseline'}"
 
 
 def _has_ratio(df: pd.DataFrame) -> bool:
@@ -128,7 +132,7 @@ def _layout(sub: Callable[[str], str]) -> list[tuple[str, Cell]]:
         ("Test PSNR [dB]", lambda r, m: _num(r["psnr_test"], "psnr_test")),
         ("Val time [ms]", lambda r, m: m(_num(r["time_val"], "time_val"), r)),
         ("Test time [ms]", lambda r, m: m(_num(r["time_test"], "time_test"), r)),
-        ("Ave time [ms]", lambda r, m: m(_ranked("time_ave", sub)(r, m), r)),
+        ("Ave time [ms]", lambda r, m: m(_num(r["time_ave"], "time_ave"), r) + sub(str(int(r["time_ave_rank"])))),
         ("Params [M]", _ranked("params_M", sub)),
         ("FLOPs [G]", _ranked("flops_G", sub)),
         ("Acts [M]", _ranked("acts_M", sub)),
@@ -304,13 +308,14 @@ def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
     return front
 
 
-def _draw_frontier(ax, x: np.ndarray, y: np.ndarray, teams: Sequence[str], label: str) -> None:
-    """Step line through the frontier (worse entries lie below/right), frontier teams named in grey."""
+def _draw_frontier(ax, x: np.ndarray, y: np.ndarray, teams: Sequence[str] | None,
+                   colour: str = FRONTIER_COLOUR, ls: str = "--") -> None:
+    """Step line through the frontier (worse entries lie below/right); frontier teams named in grey."""
     idx = pareto_front(x, y)
     fx, fy = x[idx], y[idx]
     ax.plot(np.append(fx, ax.get_xlim()[1]), np.append(fy, fy[-1]), drawstyle="steps-post",
-            color=FRONTIER_COLOUR, lw=1.6, ls="--", zorder=1, label=label)
-    for i in idx:
+            color=colour, lw=1.6, ls=ls, zorder=1)
+    for i in idx if teams is not None else []:
         ax.annotate(teams[i], (x[i], y[i]), xytext=(4, -9), textcoords="offset points", fontsize=7,
                     color="#555555", zorder=4)
 
@@ -326,6 +331,7 @@ def plot(df: pd.DataFrame, path: str | Path, *, published_device: str | None = N
     measured = np.array([_is_measured(r) for _, r in data.iterrows()], dtype=bool)
     other_gpu = np.array([_other_gpu(r, published_device) for _, r in data.iterrows()], dtype=bool)
     teams = data["team"].astype(str).tolist()
+    devices = (data["device"] if "device" in data.columns else pd.Series("", index=data.index)).astype(str).to_numpy()
     psnr = data["psnr_val"].to_numpy(dtype=float)
     size = data["params_M"].to_numpy(dtype=float) * BUBBLE_PT2_PER_M
 
@@ -344,19 +350,24 @@ def plot(df: pd.DataFrame, path: str | Path, *, published_device: str | None = N
         span = np.log10(x.max() / x.min()) if len(x) > 1 else 1.0
         ax.set_xlim(x.min() / 10 ** (0.06 * span), x.max() * 10 ** (0.12 * span))
         if col == "time_ave":
-            # runtimes from another GPU are not comparable: frontier over same-GPU entries only
+            # runtimes from different GPUs are not comparable: one frontier per machine
             same = ~other_gpu
-            if same.sum():
-                _draw_frontier(ax, x[same], psnr[same], [t for t, s in zip(teams, same) if s],
-                               "efficiency frontier (same-GPU entries)")
+            if same.any():
+                _draw_frontier(ax, x[same], psnr[same], [t for t, s in zip(teams, same) if s])
+            for dev in sorted(set(devices[other_gpu])):
+                on_dev = other_gpu & (devices == dev)
+                if on_dev.sum() > 1:
+                    _draw_frontier(ax, x[on_dev], psnr[on_dev], None, MEASURED_COLOUR, ":")
         else:
-            _draw_frontier(ax, x, psnr, teams, "efficiency frontier")
+            _draw_frontier(ax, x, psnr, teams)
         for i in np.flatnonzero(measured):
             label = teams[i] + (DAGGER if col == "time_ave" and other_gpu[i] else "")
             ratio = _ratio(data.iloc[i]) if col == "time_ave" else ""
-            label += f"\n{ratio}" if ratio else ""
+            if ratio:
+                label += "\n(baseline)" if ratio == "baseline" else f"\ntime = {ratio}"
             ax.annotate(label, (x[i], psnr[i]), xytext=(8, 8), textcoords="offset points", fontsize=9,
                         fontweight="bold", color="#8A4A0F", zorder=5,
+                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75),
                         arrowprops=dict(arrowstyle="-", color="#8A4A0F", lw=0.7))
         ax.set_title(subtitle, fontsize=12)
         ax.set_xlabel(xlabel)
@@ -367,11 +378,15 @@ def plot(df: pd.DataFrame, path: str | Path, *, published_device: str | None = N
             ax.spines[side].set_visible(False)
     axes[0].set_ylabel("Val PSNR [dB] (RGB, DIV2K val)")
     pad = max(0.02, 0.08 * (psnr.max() - psnr.min()))
-    axes[0].set_ylim(psnr.min() - pad, psnr.max() + 2.5 * pad)
+    axes[0].set_ylim(psnr.min() - pad, psnr.max() + 1.5 * pad)
+    span_db = axes[0].get_ylim()[1] - axes[0].get_ylim()[0]
+    step = next((v for v in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0) if span_db / v <= 10), 5.0)
+    axes[0].yaxis.set_major_locator(MultipleLocator(step))
+    axes[0].yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
 
-    devices = _devices(data, published_device)
-    if devices:
-        axes[0].text(0.01, 0.01, f"{DAGGER} measured on {', '.join(devices)}: not the challenge's GPU — runtimes\n"
+    other_devices = _devices(data, published_device)
+    if other_devices:
+        axes[0].text(0.01, 0.01, f"{DAGGER} measured on {', '.join(other_devices)}: not the challenge's GPU — runtimes\n"
                      "are not directly comparable; use the same-run ratio to a baseline.",
                      transform=axes[0].transAxes, fontsize=8, color="#8A4A0F", va="bottom")
 
@@ -381,10 +396,14 @@ def plot(df: pd.DataFrame, path: str | Path, *, published_device: str | None = N
         dev = ", ".join(sorted({str(d) for d in data.loc[measured, "device"]})) if "device" in data else ""
         handles.append(Line2D([], [], ls="", marker="D", ms=8, mfc=MEASURED_COLOUR, mec="black",
                               label=f"measured with this kit ({dev})" if dev else "measured with this kit"))
-    handles.append(Line2D([], [], color=FRONTIER_COLOUR, ls="--", lw=1.6, label="efficiency (Pareto) frontier"))
-    for m in (0.1, 0.3, 1.0, 3.0):
-        handles.append(Line2D([], [], ls="", marker="o", ms=math.sqrt(m * BUBBLE_PT2_PER_M), mfc="none",
-                              mec="#777777", label=f"{m:g} M params"))
+    frontier = "efficiency (Pareto) frontier" + (" (left: published runtimes only)" if other_gpu.any() else "")
+    handles.append(Line2D([], [], color=FRONTIER_COLOUR, ls="--", lw=1.6, label=frontier))
+    if other_gpu.sum() > 1:
+        handles.append(Line2D([], [], color=MEASURED_COLOUR, ls=":", lw=1.6, label="frontier of measured runtimes"))
+    sizes = [Line2D([], [], ls="", marker="o", ms=math.sqrt(m * BUBBLE_PT2_PER_M), mfc="none", mec="#777777",
+                    label=f"{m:g} M params") for m in (0.1, 0.3, 1.0)]
+    axes[1].legend(handles=sizes, loc="lower right", labelspacing=1.6, borderpad=1.0, fontsize=9,
+                   title="bubble area", title_fontsize=9, frameon=True, framealpha=0.9)
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9,
                handletextpad=0.4, columnspacing=1.4)
     fig.suptitle(title + "  —  up and to the left is better; bubble area ∝ parameters", fontsize=13)

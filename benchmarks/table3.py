@@ -289,7 +289,8 @@ def rerank(df: pd.DataFrame) -> pd.DataFrame:
             "ties in Params/FLOPs/Acts/Mem and in Model Comp. go to the better runtime rank, i.e. table order "
             "(fits the 2 Params and 2 Model Comp. ties; Acts or #Conv would order them alike); ties in Overall "
             "go to the lower Model Comp. score (fits all 6 Overall ties; the Params or FLOPs rank fit them "
-            "equally, so the organisers' actual key is unknown)."
+            "equally, so the organisers' actual key is unknown); an Overall tie that also ties in Model Comp. "
+            "goes to the better runtime rank (no published tie tests this)."
         )
     if "source" in out.columns and (out["source"] != PUBLISHED).any():
         notes.append("Measured values are ranked at the published precision (Params 3 decimals, others 2).")

@@ -19,7 +19,7 @@ from torch import nn
 from esrkit.checkpoint import load_weights, read_checkpoint
 from esrkit.complexity import fvcore_counts, official_counts, ptflops_counts
 from esrkit.imageio import read_rgb
-from esrkit.imresize import imresize, modcrop
+from esrkit.imresize import imresize
 from esrkit.metrics import psnr, tensor_to_uint8, uint8_to_tensor
 from esrkit.registry import get_entry
 
@@ -43,10 +43,15 @@ BASELINES = {
     "IMDN": ("imdn_ntire2022_baseline.pth", "imdn", 1.0, Published(893_936, 58.53, 58.43, 154.14, 43)),
 }
 NAMES = list(BASELINES)
-OFFICIAL_FILE_NAMES = {"RFDN": "team00_rfdn.pth", "RLFN": "team00_rlfn.pth", "EFDN": "team00_EFDN.pth", "IMDN": "imdn_baseline.pth"}
+OFFICIAL_FILE_NAMES = {
+    "RFDN": "team00_rfdn.pth",
+    "RLFN": "team00_rlfn.pth",
+    "EFDN": "team00_EFDN.pth",
+    "IMDN": "imdn_baseline.pth",
+}
 MODEL_IDS = {"RFDN": 0, "RLFN": 1, "EFDN": 2, "IMDN": 3}
 # First key component of the 2024 RLFN file -> the 2022 one, to fabricate a 2022-style checkpoint.
-RLFN_2022_NAMES = {"conv_1": "fea_conv", "conv_2": "LR_conv", "block_1": "B1", "block_2": "B2", "block_3": "B3", "block_4": "B4"}
+RLFN_2022_NAMES = {"conv_1": "fea_conv", "conv_2": "LR_conv", **{f"block_{i}": f"B{i}" for i in range(1, 5)}}
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +160,8 @@ def test_data_range_on_set5(models: dict[str, nn.Module], benchmarks_dir: Path, 
     lr_path = benchmarks_dir / "Set5" / "LR_bicubic" / "X4" / "img_001x4.png"
     if not (hr_path.exists() and lr_path.exists()):
         pytest.skip("Set5 img_001 is not available")
-    hr, lr = modcrop(read_rgb(hr_path), 4), read_rgb(lr_path)
+    lr = read_rgb(lr_path)
+    hr = read_rgb(hr_path)[: 4 * lr.shape[0], : 4 * lr.shape[1]]  # the kits' modcrop, LR = floor(HR / 4)
     bicubic = psnr(imresize(lr, 4), hr, crop_border=4)
 
     def sr_psnr(data_range: float) -> float:
