@@ -14,13 +14,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FormatStrFormatter, MultipleLocator
+from matplotlib.ticker import FormatStrFormatter, FuncFormatter, MultipleLocator
 
 from benchmarks.table3 import (
-    DECIMALS, DERIVED_COLUMNS, EXTRA_COLUMNS, NOTES_KEY, PUBLISHED, RANKED_METRICS, REFERENCE_COLUMNS,
+    DECIMALS, DERIVED_COLUMNS, EXTRA_COLUMNS, NOTES_KEY, PUBLISHED, REFERENCE_COLUMNS,
 )
 from esrkit.atomic import atomic_path, atomic_write
 from esrkit.errors import KitError
@@ -48,7 +49,10 @@ def _checked(df: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in REFERENCE_COLUMNS if c not in df.columns]
     if missing:
         raise KitError(f"cannot render: column(s) {', '.join(missing)} missing")
-    empty = [c for c in DERIVED_COLUMNS if df[c].isna().any()]
+    # Only a row without GPU memory (a CPU run) may lack its Mem. rank and Overall.
+    no_mem = df["mem_M"].isna()
+    optional = {"mem_M_rank", "overall", "overall_rank"}
+    empty = [c for c in DERIVED_COLUMNS if (df[c].isna() & ~(no_mem if c in optional else False)).any()]
     if empty:
         raise KitError(f"cannot render: {', '.join(empty)} not computed — call benchmarks.table3.rerank first")
     return df.sort_values("time_ave_rank").reset_index(drop=True)
@@ -118,7 +122,7 @@ Cell = Callable[[pd.Series, Callable[[str, pd.Series], str]], str]
 
 def _ranked(column: str, sub: Callable[[str], str]) -> Cell:
     """A 'value (rank)' cell."""
-    return lambda r, mark: _num(r[column], column) + sub(str(int(r[f"{column}_rank"])))
+    return lambda r, mark: _num(r[column], column) + ("" if pd.isna(r[f"{column}_rank"]) else sub(str(int(r[f"{column}_rank"]))))
 
 
 def _plain(column: str) -> Cell:
@@ -201,7 +205,8 @@ def _tex(text: str) -> str:
 
 
 def to_latex(df: pd.DataFrame, notes: Sequence[str] | None = None, *, published_device: str | None = None) -> str:
-    """Table 3 as a booktabs ``table`` (needs \\usepackage{booktabs}); ranks as ``$_{(1)}$``, measured rows in italics."""
+    """Table 3 as a booktabs ``table*`` (needs \\usepackage{booktabs}); ranks as ``$_{(1)}$``, measured rows
+    in italics with an asterisk, runtimes from another GPU with a dagger."""
     rows = _checked(df)
     layout = _layout(lambda rank: f"$_{{({rank})}}$")
 
@@ -213,7 +218,8 @@ def to_latex(df: pd.DataFrame, notes: Sequence[str] | None = None, *, published_
            r"\setlength{\tabcolsep}{3pt}", r"\begin{tabular}{l" + "r" * len(layout) + "}", r"\toprule",
            " & ".join(header) + r" \\", r"\midrule"]
     for _, row in rows.iterrows():
-        cells = [c.replace("—", "--") for c in (cell(row, mark) for _, cell in layout)]
+        # '9.00$^\dagger$$_{(1)}$' -> '9.00$^\dagger_{(1)}$'
+        cells = [c.replace("—", "--").replace("$$", "") for c in (cell(row, mark) for _, cell in layout)]
         team = _tex(str(row["team"]))
         team = rf"\textit{{{team}}}$^\ast$" if _is_measured(row) else team
         out.append(" & ".join([team] + cells) + r" \\")
@@ -241,7 +247,8 @@ def score_to_markdown(df: pd.DataFrame, notes: Sequence[str] | None = None) -> s
     def f(v: object) -> str:
         return "—" if pd.isna(v) else f"{float(v):.4f}"
 
-    lines = ["| # | Team | Score_runtime | Score_FLOPs | Score_params | Score_final |", "|---:|:---|---:|---:|---:|---:|"]
+    lines = ["| # | Team | Score_runtime | Score_FLOPs | Score_params | Score_final |",
+             "|---:|:---|---:|---:|---:|---:|"]
     for _, r in rows.iterrows():
         rank = "—" if pd.isna(r["Score_rank"]) else str(int(r["Score_rank"]))
         team = f"**{r['team']}** ◆" if _is_measured(r) else str(r["team"])
@@ -262,12 +269,17 @@ def _columns(df: pd.DataFrame) -> list[str]:
     return [c for c in REFERENCE_COLUMNS if c in df.columns] + extra + rest
 
 
+def _ordered(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns as ``_columns``; rows in main-track order once ranked."""
+    out = df[_columns(df)]
+    if "time_ave_rank" in out.columns and out["time_ave_rank"].notna().all():
+        out = out.sort_values("time_ave_rank", kind="stable")
+    return out
+
+
 def to_csv(df: pd.DataFrame, path: str | Path) -> None:
     """Write the table with the reference CSV's column names (extra columns after them), atomically."""
-    ordered = df[_columns(df)]
-    if "time_ave_rank" in ordered.columns and ordered["time_ave_rank"].notna().all():
-        ordered = ordered.sort_values("time_ave_rank")
-    atomic_write(path, ordered.to_csv(index=False, lineterminator="\n"))
+    atomic_write(path, _ordered(df).to_csv(index=False, lineterminator="\n"))
 
 
 def _jsonable(value: object) -> object:
@@ -281,8 +293,9 @@ def _jsonable(value: object) -> object:
 
 def to_json(df: pd.DataFrame, path: str | Path, notes: Sequence[str] | None = None) -> None:
     """Write ``{"columns", "rows", "notes"}`` as JSON (missing values as null), atomically."""
-    columns = _columns(df)
-    rows = [{c: _jsonable(v) for c, v in zip(columns, values)} for values in df[columns].itertuples(index=False)]
+    table = _ordered(df)
+    columns = list(table.columns)
+    rows = [{c: _jsonable(v) for c, v in zip(columns, values)} for values in table.itertuples(index=False)]
     payload = {"columns": columns, "rows": rows, "notes": _notes(df, notes)}
     atomic_write(path, json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
@@ -308,7 +321,7 @@ def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
     return front
 
 
-def _draw_frontier(ax, x: np.ndarray, y: np.ndarray, teams: Sequence[str] | None,
+def _draw_frontier(ax: Axes, x: np.ndarray, y: np.ndarray, teams: Sequence[str] | None,
                    colour: str = FRONTIER_COLOUR, ls: str = "--") -> None:
     """Step line through the frontier (worse entries lie below/right); frontier teams named in grey."""
     idx = pareto_front(x, y)
@@ -320,14 +333,21 @@ def _draw_frontier(ax, x: np.ndarray, y: np.ndarray, teams: Sequence[str] | None
                     color="#555555", zorder=4)
 
 
+def _log_label(value: float, _pos: int) -> str:
+    """Plain tick labels on a log axis: 10, 20, 30, 50, 100, ... (other minor ticks unlabelled)."""
+    lead = value / 10 ** math.floor(math.log10(value) + 1e-9)
+    return f"{value:g}" if round(lead) in (1, 2, 3, 5) and abs(lead - round(lead)) < 1e-6 else ""
+
+
 def plot(df: pd.DataFrame, path: str | Path, *, published_device: str | None = None,
-         title: str = "NTIRE 2023 Efficient SR (Table 3) with measured entries") -> None:
+         title: str | None = None) -> None:
     """Two panels, Val PSNR vs Ave runtime and vs FLOPs: bubble area ∝ params, efficiency frontier dashed,
     measured entries orange diamonds with labels; written atomically as PNG."""
     for col in ("team", "psnr_val", "time_ave", "flops_G", "params_M"):
         if col not in df.columns:
             raise KitError(f"cannot plot: column {col!r} missing")
-    data = df.reset_index(drop=True)
+    no_psnr = df["team"][df["psnr_val"].isna()].astype(str).tolist()  # untrained, or no validation images
+    data = df[df["psnr_val"].notna()].reset_index(drop=True)
     measured = np.array([_is_measured(r) for _, r in data.iterrows()], dtype=bool)
     other_gpu = np.array([_other_gpu(r, published_device) for _, r in data.iterrows()], dtype=bool)
     teams = data["team"].astype(str).tolist()
@@ -343,6 +363,8 @@ def plot(df: pd.DataFrame, path: str | Path, *, published_device: str | None = N
     for ax, (col, xlabel, subtitle) in zip(axes, panels):
         x = data[col].to_numpy(dtype=float)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(_log_label))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_log_label))
         ax.scatter(x[~measured], psnr[~measured], s=size[~measured], c=PUBLISHED_COLOUR, alpha=0.45,
                    edgecolors="white", linewidths=0.8, zorder=2)
         ax.scatter(x[measured], psnr[measured], s=size[measured], c=MEASURED_COLOUR, marker="D", alpha=0.9,
@@ -386,9 +408,12 @@ def plot(df: pd.DataFrame, path: str | Path, *, published_device: str | None = N
 
     other_devices = _devices(data, published_device)
     if other_devices:
-        axes[0].text(0.01, 0.01, f"{DAGGER} measured on {', '.join(other_devices)}: not the challenge's GPU — runtimes\n"
-                     "are not directly comparable; use the same-run ratio to a baseline.",
+        axes[0].text(0.01, 0.01, f"{DAGGER} measured on {', '.join(other_devices)}: not the challenge's GPU — "
+                     "runtimes\nare not directly comparable; use the same-run ratio to a baseline.",
                      transform=axes[0].transAxes, fontsize=8, color="#8A4A0F", va="bottom")
+    if no_psnr:
+        axes[1].text(0.01, 0.99, f"not plotted (no PSNR: untrained or no validation set): {', '.join(no_psnr)}",
+                     transform=axes[1].transAxes, fontsize=8, color="#8A4A0F", va="top")
 
     handles = [Line2D([], [], ls="", marker="o", ms=9, mfc=PUBLISHED_COLOUR, mec="white", alpha=0.6,
                       label="published (NTIRE 2023 Table 3)")]
@@ -406,6 +431,8 @@ def plot(df: pd.DataFrame, path: str | Path, *, published_device: str | None = N
                    title="bubble area", title_fontsize=9, frameon=True, framealpha=0.9)
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9,
                handletextpad=0.4, columnspacing=1.4)
+    if title is None:
+        title = "NTIRE 2023 Efficient SR (Table 3)" + (" with measured entries" if measured.any() else "")
     fig.suptitle(title + "  —  up and to the left is better; bubble area ∝ parameters", fontsize=13)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

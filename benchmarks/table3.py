@@ -142,12 +142,12 @@ class MeasuredRow:
     team: str
     time_val: float
     time_test: float | None = None
-    psnr_val: float
+    psnr_val: float | None  # None: untrained weights or no validation images
     psnr_test: float | None = None
     params_M: float
     flops_G: float
     acts_M: float
-    mem_M: float
+    mem_M: float | None  # None: not measured on a GPU (ranked in no memory column, no Overall)
     num_conv: int
     device: str
     note: str = ""
@@ -255,31 +255,42 @@ def rerank(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("team",) + RANKED_METRICS:
         if col not in df.columns:
             raise KitError(f"rerank: column {col!r} is missing")
-        bad = df["team"][df[col].isna()].tolist() if col != "team" else []
+        required = col in ("team", "time_ave", "params_M", "flops_G", "acts_M")
+        bad = df["team"][df[col].isna()].tolist() if required and col != "team" else []
         if bad:
             raise KitError(f"rerank: column {col!r} is empty for team(s) {', '.join(map(repr, bad))}")
     out = df.copy().reset_index(drop=True)
     position = np.arange(len(out))
-    printed = {c: _as_printed(out[c], c) for c in RANKED_METRICS}
+    unmeasured_mem = out["mem_M"].isna().to_numpy()
+    printed = {c: _as_printed(out[c].fillna(0), c) for c in RANKED_METRICS}
 
     time_rank = _ordinal(printed["time_ave"], position)
     out["time_ave_rank"] = time_rank
     for col in RANKED_METRICS[1:]:
         out[f"{col}_rank"] = _ordinal(printed[col], time_rank)
+    # A row without GPU memory (a CPU run) takes part in no memory rank and gets no Overall.
+    mem_rank = np.zeros(len(out), dtype=np.int64)
+    mem_rank[~unmeasured_mem] = _ordinal(printed["mem_M"][~unmeasured_mem], time_rank[~unmeasured_mem])
+    out["mem_M_rank"] = pd.array(np.where(unmeasured_mem, None, mem_rank).tolist(), dtype="Int64")
     out["model_comp"] = out["params_M_rank"] + out["flops_G_rank"]
     model_comp = out["model_comp"].to_numpy(dtype=np.int64)
     out["model_comp_rank"] = _ordinal(model_comp, time_rank)
-    out["overall"] = sum(out[f"{c}_rank"] for c in RANKED_METRICS)
-    out["overall_rank"] = _ordinal(out["overall"].to_numpy(dtype=np.int64), model_comp, time_rank)
+    overall = sum(out[f"{c}_rank"] for c in RANKED_METRICS if c != "mem_M") + mem_rank
+    overall_rank = np.zeros(len(out), dtype=np.int64)
+    ranked = ~unmeasured_mem
+    overall_rank[ranked] = _ordinal(overall.to_numpy(dtype=np.int64)[ranked], model_comp[ranked], time_rank[ranked])
+    out["overall"] = pd.array(np.where(unmeasured_mem, None, overall).tolist(), dtype="Int64")
+    out["overall_rank"] = pd.array(np.where(unmeasured_mem, None, overall_rank).tolist(), dtype="Int64")
     for col in DERIVED_COLUMNS:
         out[col] = out[col].astype("Int64")
 
     by_runtime = [("time_ave_rank", "runtime rank")]
     tie_notes = _tie_notes(out, printed["time_ave"], "time_ave", [], "table order, no rule known")
     for col in RANKED_METRICS[1:]:
-        tie_notes += _tie_notes(out, printed[col], col, by_runtime, "the better runtime rank")
+        rows = ranked if col == "mem_M" else np.ones(len(out), dtype=bool)
+        tie_notes += _tie_notes(out[rows], printed[col][rows], col, by_runtime, "the better runtime rank")
     tie_notes += _tie_notes(out, model_comp, "model_comp", by_runtime, "the better runtime rank")
-    tie_notes += _tie_notes(out, out["overall"].to_numpy(dtype=np.int64), "overall",
+    tie_notes += _tie_notes(out[ranked], overall.to_numpy(dtype=np.int64)[ranked], "overall",
                             [("model_comp", "Model Comp."), ("time_ave_rank", "runtime rank")],
                             "the lower Model Comp. score")
     notes: list[str] = []
@@ -292,6 +303,9 @@ def rerank(df: pd.DataFrame) -> pd.DataFrame:
             "equally, so the organisers' actual key is unknown); an Overall tie that also ties in Model Comp. "
             "goes to the better runtime rank (no published tie tests this)."
         )
+    if unmeasured_mem.any():
+        notes.append("No GPU memory for " + ", ".join(out["team"][unmeasured_mem]) + " (not run on a GPU): "
+                     "no Mem. rank and no Overall score for it.")
     if "source" in out.columns and (out["source"] != PUBLISHED).any():
         notes.append("Measured values are ranked at the published precision (Params 3 decimals, others 2).")
     out.attrs = {NOTES_KEY: notes + tie_notes}
@@ -348,7 +362,8 @@ def score_2024(df: pd.DataFrame, baseline_row: str) -> pd.DataFrame:
     same_machine = (source == base.get("source", PUBLISHED)).to_numpy()
     ratio[same_machine] = out["time_ave"][same_machine] / base["time_ave"]
     if "time_ratio_to_baseline" in out.columns:
-        own = (~same_machine) & (out["baseline"] == baseline_row).to_numpy() & out["time_ratio_to_baseline"].notna().to_numpy()
+        has_ratio = out["time_ratio_to_baseline"].notna().to_numpy()
+        own = (~same_machine) & (out["baseline"] == baseline_row).to_numpy() & has_ratio
         ratio[own] = out["time_ratio_to_baseline"][own]
     out["Score_runtime"] = np.exp(2 * ratio)
     out["Score_FLOPs"] = np.exp(2 * out["flops_G"] / base["flops_G"])
@@ -363,8 +378,9 @@ def score_2024(df: pd.DataFrame, baseline_row: str) -> pd.DataFrame:
     notes.append(f"2024/2025 score relative to {baseline_row} (Score_final of the baseline = e^2 = {math.e ** 2:.4f}).")
     unscored = out["team"][~scored].tolist()
     if unscored:
+        shown = ", ".join(unscored[:5]) + (", ..." if len(unscored) > 5 else "")
         notes.append(
-            f"No runtime score for {len(unscored)} row(s) ({', '.join(unscored[:5])}{', ...' if len(unscored) > 5 else ''}): "
+            f"No runtime score for {len(unscored)} row(s) ({shown}): "
             f"their runtime was not measured on the same machine as {baseline_row} and carries no ratio to it."
         )
     out.attrs = {NOTES_KEY: notes}

@@ -209,6 +209,22 @@ def pick_data_device(nbytes: int, train_device: torch.device, requested: str = "
     return train_device
 
 
+@dataclass(frozen=True)
+class CropParams:
+    """Per-sample image index, LR top-left corner and flips (1-D tensors of the batch size).
+
+    The patch is the crop, then flipped vertically, then horizontally, then transposed, each where
+    its flag is set; the eight combinations are the identity, the flips and the 90/180/270 rotations.
+    """
+
+    index: torch.Tensor
+    top: torch.Tensor
+    left: torch.Tensor
+    vflip: torch.Tensor
+    hflip: torch.Tensor
+    transpose: torch.Tensor
+
+
 class PatchSampler:
     """Random aligned (LR, HR) patch pairs with random flips/rotations, sampled on ``data_device``.
 
@@ -260,25 +276,33 @@ class PatchSampler:
         patches = torch.where(hflip[:, None, None, None], patches.flip(2), patches)
         return torch.where(transpose[:, None, None, None], patches.transpose(1, 2), patches)
 
-    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch of (LR, HR) uint8 patches, NHWC."""
+    def draw(self, batch: int) -> CropParams:
+        """Random crop positions and flips for ``batch`` samples (advances the generator)."""
         g, dev = self.generator, self.device
         index = torch.randint(self.num_images, (batch,), generator=g, device=dev)
-        lr_h, lr_w = self.lr_h[index], self.lr_w[index]
         u = torch.rand((2, batch), generator=g, device=dev, dtype=torch.float64)
-        top = (u[0] * (lr_h - self.lr_patch + 1)).long()
-        left = (u[1] * (lr_w - self.lr_patch + 1)).long()
-        flips = torch.randint(2, (3, batch), generator=g, device=dev).bool()
-        vflip, hflip, transpose = flips
-        lr = self._gather(self.lr_rows, self.lr_offsets[index], lr_w, top, left, self.lr_patch, vflip)
-        hr = self._gather(self.hr_rows, self.hr_offsets[index], lr_w * self.scale, top * self.scale,
-                          left * self.scale, self.hr_patch, vflip)
-        lr = self._flip_transpose(lr, hflip, transpose)
-        hr = self._flip_transpose(hr, hflip, transpose)
-        if self.out_device != dev:
+        top = (u[0] * (self.lr_h[index] - self.lr_patch + 1)).long()
+        left = (u[1] * (self.lr_w[index] - self.lr_patch + 1)).long()
+        vflip, hflip, transpose = torch.randint(2, (3, batch), generator=g, device=dev).bool()
+        return CropParams(index, top, left, vflip, hflip, transpose)
+
+    def crop(self, p: CropParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (LR, HR) uint8 NHWC patches that ``p`` describes, on ``out_device``."""
+        s = self.scale
+        lr_w = self.lr_w[p.index]
+        lr = self._gather(self.lr_rows, self.lr_offsets[p.index], lr_w, p.top, p.left, self.lr_patch, p.vflip)
+        hr = self._gather(self.hr_rows, self.hr_offsets[p.index], lr_w * s, p.top * s, p.left * s,
+                          self.hr_patch, p.vflip)
+        lr = self._flip_transpose(lr, p.hflip, p.transpose)
+        hr = self._flip_transpose(hr, p.hflip, p.transpose)
+        if self.out_device != self.device:
             lr = lr.pin_memory().to(self.out_device, non_blocking=True)
             hr = hr.pin_memory().to(self.out_device, non_blocking=True)
         return lr, hr
+
+    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch of (LR, HR) uint8 patches, NHWC."""
+        return self.crop(self.draw(batch))
 
     def get_state(self) -> torch.Tensor:
         return self.generator.get_state()

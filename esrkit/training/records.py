@@ -45,7 +45,7 @@ class RunLog:
         with open(self.csv_path, newline="") as fh:
             for record in csv.DictReader(fh):
                 try:
-                    row = LogRow(int(record["step"]), *(float(record[c]) for c in COLUMNS[1:]))
+                    row = LogRow(int(record["step"]), *(float(record[c] or "nan") for c in COLUMNS[1:]))
                 except (KeyError, TypeError, ValueError):
                     continue
                 if row.step <= step:
@@ -64,12 +64,15 @@ class RunLog:
     def _plot(self) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import FormatStrFormatter
 
         fig = Figure(figsize=(10, 4), layout="constrained")
         FigureCanvasAgg(fig)  # the Agg canvas: no GUI backend, no pyplot state
         ax_loss, ax_psnr = fig.subplots(1, 2)
         ax_loss.plot([r.step for r in self.rows], [r.loss for r in self.rows], lw=1)
         ax_loss.set(xlabel="iteration", ylabel="L1 loss (train)", yscale="log", title="training loss")
+        ax_loss.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax_loss.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
         ax_loss.grid(alpha=0.3)
         val = [r for r in self.rows if not math.isnan(r.val_psnr)]
         ax_psnr.plot([r.step for r in val], [r.val_psnr for r in val], "o-", ms=3, label="RGB")

@@ -1,0 +1,124 @@
+"""End-to-end training throughput (patches/s: on-device cropping + forward + backward + Adam).
+
+    python benchmarks/train_throughput.py                       # device-sized defaults
+    python benchmarks/train_throughput.py --bf16 --channels_last --steps 300
+    python benchmarks/train_throughput.py --device cpu --batch_size 4 --patch_size 64 --steps 20
+
+It builds the real :class:`esrkit.training.loop.Trainer` (same data pipeline, model, optimizer and
+step as ``python -m esrkit.train``), runs ``--warmup`` untimed steps, then times ``--steps`` steps
+between two device synchronisations. It also times the data pipeline alone (sampling, cropping,
+augmenting, converting to float) to show how much headroom it leaves the step. Training images:
+``--train_dir`` (default: the shared training photos), or ``--synthetic N`` random 512x512 images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from esrkit.errors import KitError  # noqa: E402
+from esrkit.imageio import write_png  # noqa: E402
+from esrkit.runner import device_name  # noqa: E402
+from esrkit.training.data import to_model_input  # noqa: E402
+from esrkit.training.loop import Trainer, TrainConfig  # noqa: E402
+
+DEFAULT_TRAIN_DIR = REPO_ROOT.parent / "shared" / "data" / "train"
+# (batch, patch, timed steps, warm-up steps) when not given: the paper's recipe on a GPU, tiny on a CPU.
+GPU_DEFAULTS = (64, 256, 300, 30)
+CPU_DEFAULTS = (4, 64, 20, 3)
+
+
+def synthetic_images(folder: Path, count: int, size: int = 512) -> Path:
+    """``count`` random RGB PNGs of ``size`` x ``size`` (content does not change the throughput)."""
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        write_png(folder / f"synthetic_{i:03d}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return folder
+
+
+def timed(fn: Callable[[], object], steps: int, device: torch.device) -> float:
+    """Seconds for ``steps`` calls of ``fn``, between two synchronisations of ``device``."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model_id", default="MLRN-entire")
+    p.add_argument("--train_dir", nargs="+", default=None, help=f"default: {DEFAULT_TRAIN_DIR}")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="use N random 512x512 images instead")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch_size", type=int, default=None)
+    p.add_argument("--patch_size", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--channels_last", action="store_true")
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    gpu = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+    batch, patch, steps, warmup = (
+        given if given is not None else default
+        for given, default in zip((args.batch_size, args.patch_size, args.steps, args.warmup),
+                                  GPU_DEFAULTS if gpu else CPU_DEFAULTS)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.synthetic:
+            train_dirs = [str(synthetic_images(Path(tmp) / "images", args.synthetic))]
+        else:
+            train_dirs = args.train_dir or [str(DEFAULT_TRAIN_DIR)]
+        cfg = TrainConfig(model_id=args.model_id, train_dir=train_dirs, val_dir=None, out_dir=str(Path(tmp) / "run"),
+                          iters=10**9, batch_size=batch, patch_size=patch, device=args.device, bf16=args.bf16,
+                          channels_last=args.channels_last, workers=args.workers, progress=False)
+        try:
+            trainer = Trainer(cfg)
+        except KitError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        device = trainer.device
+
+        def data_only() -> None:
+            lr, hr = trainer.sampler.sample(batch)
+            to_model_input(lr, trainer.entry.data_range, args.channels_last)
+            to_model_input(hr, trainer.entry.data_range, args.channels_last)
+
+        timed(trainer.train_step, warmup, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        step_s = timed(trainer.train_step, steps, device)
+        timed(data_only, warmup, device)
+        data_s = timed(data_only, steps, device)
+
+    precision = "bf16 autocast" if args.bf16 else "fp32"
+    print(f"device: {device_name(device)} (torch {torch.__version__})")
+    print(f"entry: {trainer.entry.name}; batch {batch}; HR patch {patch} (LR {patch // trainer.entry.scale}); "
+          f"{precision}; channels_last {args.channels_last}; {trainer.data_summary}")
+    print(f"end to end (data + step): {steps * batch / step_s:,.0f} patches/s, {1000 * step_s / steps:.2f} ms/step "
+          f"over {steps} steps after {warmup} warm-up")
+    print(f"data pipeline alone:      {steps * batch / data_s:,.0f} patches/s, {1000 * data_s / steps:.2f} ms/batch")
+    if device.type == "cuda":
+        print(f"peak GPU memory during the timed steps: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
