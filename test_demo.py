@@ -19,7 +19,6 @@ from typing import Any, Sequence
 import torch
 
 from esrkit import __version__
-from esrkit.checkpoint import load_weights
 from esrkit.complexity import fvcore_counts, official_counts
 from esrkit.datasets import LAYOUTS, Split, demo_split, open_split
 from esrkit.errors import KitError
@@ -62,16 +61,6 @@ def resolve_splits(args: argparse.Namespace, scale: int) -> list[Split]:
     return [open_split(args.data_dir, name, args.layout, scale) for name in names]
 
 
-def load_entry_model(entry: Entry, weights: Path | None) -> tuple[torch.nn.Module, Path]:
-    path = weights if weights is not None else entry.default_weights_path()
-    if path is None:
-        raise KitError(f"entry {entry.name} has no default weights file: pass --weights PATH")
-    if not path.is_file():
-        hint = "pass --weights PATH" if weights is not None else f"put the file there or pass --weights PATH"
-        raise KitError(f"weights for {entry.name} not found: expected {path}; {hint}")
-    return load_weights(entry.build(), path, entry.checkpoint_filter), path
-
-
 def check_writable(folder: Path, flag: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -85,7 +74,7 @@ def check_writable(folder: Path, flag: str) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     entry = get_entry(args.model_id)
     splits = resolve_splits(args, entry.scale)
-    model, weights_path = load_entry_model(entry, args.weights)
+    model, weights_path = entry.load(args.weights)
     save_dir = None if args.no_save else args.save_dir / entry.key
     for folder, flag in ((args.results_dir, "--results_dir"), *(((save_dir, "--save_dir"),) if save_dir else ())):
         check_writable(folder, flag)

@@ -19,7 +19,6 @@ import torch
 import torch.utils.benchmark as tbench
 from torch import nn
 
-from esrkit.checkpoint import load_weights
 from esrkit.complexity import fvcore_counts, official_counts, ptflops_counts
 from esrkit.registry import Entry
 from esrkit.runner import SplitRunner, Stopwatch, prepare_model
@@ -66,15 +65,10 @@ class Timing:
 
 
 def load_entry(entry: Entry, weights: Path | None) -> tuple[nn.Module, bool]:
-    """The entry's model and whether it is trained (its weights file exists); untrained still counts."""
-    path = weights if weights is not None else entry.default_weights_path()
-    if path is not None and path.is_file():
-        return load_weights(entry.build(), path, entry.checkpoint_filter), True
-    if weights is not None:
-        from esrkit.errors import KitError
-
-        raise KitError(f"weights for {entry.name} not found: {weights}")
-    return entry.build(), False
+    """The entry's model and whether it is trained; without any weights file it is still counted and timed."""
+    if weights is None and not entry.has_default_weights():
+        return entry.build(), False
+    return entry.load(weights)[0], True
 
 
 def _free(device: torch.device) -> None:

@@ -1,8 +1,8 @@
 """End-to-end training throughput (patches/s: on-device cropping + forward + backward + Adam).
 
-    python benchmarks/train_throughput.py                       # device-sized defaults
-    python benchmarks/train_throughput.py --bf16 --channels_last --steps 300
-    python benchmarks/train_throughput.py --device cpu --batch_size 4 --patch_size 64 --steps 20
+    python -m benchmarks.train_throughput                 # device-sized defaults; also runs as a script
+    python -m benchmarks.train_throughput --bf16 --channels_last --steps 300
+    python -m benchmarks.train_throughput --device cpu --threads 1     # batch 4, 64 px, 20 steps on a CPU
 
 It builds the real :class:`esrkit.training.loop.Trainer` (same data pipeline, model, optimizer and
 step as ``python -m esrkit.train``), runs ``--warmup`` untimed steps, then times ``--steps`` steps
@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+if str(REPO_ROOT) not in sys.path:  # run as a script: make the kit importable
+    sys.path.insert(0, str(REPO_ROOT))
 
 from esrkit.errors import KitError  # noqa: E402
 from esrkit.imageio import write_png  # noqa: E402
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--channels_last", action="store_true")
+    p.add_argument("--compile", action="store_true")
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             train_dirs = args.train_dir or [str(DEFAULT_TRAIN_DIR)]
         cfg = TrainConfig(model_id=args.model_id, train_dir=train_dirs, val_dir=None, out_dir=str(Path(tmp) / "run"),
                           iters=10**9, batch_size=batch, patch_size=patch, device=args.device, bf16=args.bf16,
-                          channels_last=args.channels_last, workers=args.workers, progress=False)
+                          channels_last=args.channels_last, compile=args.compile, workers=args.workers, progress=False)
         try:
             trainer = Trainer(cfg)
         except KitError as exc:
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     precision = "bf16 autocast" if args.bf16 else "fp32"
     print(f"device: {device_name(device)} (torch {torch.__version__})")
     print(f"entry: {trainer.entry.name}; batch {batch}; HR patch {patch} (LR {patch // trainer.entry.scale}); "
-          f"{precision}; channels_last {args.channels_last}; {trainer.data_summary}")
+          f"{precision}; channels_last {args.channels_last}; compile {args.compile}; {trainer.data_summary}")
     print(f"end to end (data + step): {steps * batch / step_s:,.0f} patches/s, {1000 * step_s / steps:.2f} ms/step "
           f"over {steps} steps after {warmup} warm-up")
     print(f"data pipeline alone:      {steps * batch / data_s:,.0f} patches/s, {1000 * data_s / steps:.2f} ms/batch")

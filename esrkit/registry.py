@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
+from esrkit.checkpoint import load_weights
 from esrkit.errors import KitError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,20 @@ class Entry:
     def build(self) -> nn.Module:
         """A fresh, untrained model in eval mode."""
         return self.builder().eval()
+
+    def has_default_weights(self, model_zoo: Path = MODEL_ZOO) -> bool:
+        path = self.default_weights_path(model_zoo)
+        return path is not None and path.is_file()
+
+    def load(self, weights: Path | None = None, model_zoo: Path = MODEL_ZOO) -> tuple[nn.Module, Path]:
+        """The model with ``weights`` (default: its file in ``model_zoo``) loaded strictly, and that path."""
+        path = weights if weights is not None else self.default_weights_path(model_zoo)
+        if path is None:
+            raise KitError(f"entry {self.name} has no default weights file: pass --weights PATH")
+        if not path.is_file():
+            hint = "check --weights" if weights is not None else "put the file there or pass --weights PATH"
+            raise KitError(f"weights for {self.name} not found: expected {path}; {hint}")
+        return load_weights(self.build(), path, self.checkpoint_filter), path
 
 
 _ENTRIES: dict[str, Entry] = {}

@@ -72,6 +72,7 @@ def build_parser(with_defaults: bool = True) -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     run.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     run.add_argument("--channels_last", action="store_true", help="channels_last memory format")
+    run.add_argument("--compile", action="store_true", help="torch.compile the training forward/backward")
     run.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bars")
     if with_defaults:
         p.set_defaults(**asdict(TrainConfig()), scale=None, resume=None)

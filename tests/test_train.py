@@ -162,7 +162,7 @@ def test_tiny_run_lowers_the_loss_and_writes_its_outputs(runs: dict[str, Path]) 
     rows = read_log(out)
     assert [int(r["step"]) for r in rows] == list(range(1, ITERS + 1))
     losses = [float(r["loss"]) for r in rows]
-    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+    assert np.mean(losses[-10:]) < 0.75 * np.mean(losses[:10])
     assert float(rows[-1]["val_psnr"]) > 10 and float(rows[-1]["val_y_psnr"]) > 10  # EMA weights, 40 iterations
     assert all(float(r["patches_per_s"]) > 0 for r in rows)
     for name in ("last.pth", "best.pth", "best_weights.pth", "curves.png"):
@@ -189,7 +189,9 @@ def test_resume_continues_exactly(runs: dict[str, Path]) -> None:
     assert torch.equal(a["sampler_states"][0], b["sampler_states"][0])
 
 
-def test_resume_refuses_a_changed_recipe_and_a_reused_out_dir(runs: dict[str, Path], photos: Path, set5: Path, capsys) -> None:
+def test_resume_refuses_a_changed_recipe_and_a_reused_out_dir(
+    runs: dict[str, Path], photos: Path, set5: Path, capsys
+) -> None:
     assert main(["--resume", str(runs["full"] / "last.pth"), "--lr", "0.001", "--no_progress"]) == 1
     assert "--lr 0.001 differs from the resumed run's 0.0005" in capsys.readouterr().err
     assert main(base_args(photos, set5, runs["full"])) == 1
@@ -205,6 +207,17 @@ def test_warm_start(tmp_path: Path, runs: dict[str, Path], photos: Path, set5: P
     args = [*base_args(photos, set5, tmp_path / "b", iters=1), "--val_every", "0",
             "--warm_start", str(runs["full"] / "best_weights.pth")]
     assert main(args) == 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--patch_size", "48"], "cannot take 12x12 LR patches"),
+    (["--val_dir", "/nonexistent/Set5"], "or --val_dir none"),
+    (["--batch_size", "0"], "--batch_size must be positive"),
+])
+def test_bad_options_are_clear_errors(tmp_path: Path, photos: Path, set5: Path, capsys, extra, message) -> None:
+    assert main([*base_args(photos, set5, tmp_path / "run"), *extra]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error: ")
 
 
 def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -248,20 +261,19 @@ def test_schedules_and_resume_config() -> None:
 
 def test_two_process_gloo_run(tmp_path: Path, runs: dict[str, Path], photos: Path, set5: Path) -> None:
     out = tmp_path / "ddp"
-    args = [*base_args(photos, set5, out, iters=30), "--val_every", "30", "--save_every", "30", "--workers", "1"]
+    args = [*base_args(photos, set5, out), "--batch_size", "8", "--save_every", str(ITERS), "--workers", "1"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "esrkit.train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stderr.count("training MLRN-entire") == 1  # only rank 0 reports
-    assert "x2 process(es)" in proc.stderr
+    assert proc.stderr.count("training MLRN-entire") == 1 and "x2 process(es)" in proc.stderr  # rank 0 reports
     rows = read_log(out)
-    losses = [float(r["loss"]) for r in rows]
-    assert len(losses) == 30 and rows[-1]["val_psnr"]
-    single = [float(r["loss"]) for r in read_log(runs["full"])][:30]
-    for curve in (losses, single):  # both curves fall the same way
-        assert np.mean(curve[-8:]) < 0.8 * np.mean(curve[:8])
+    assert len(rows) == ITERS and rows[-1]["val_psnr"]
+    ddp = [float(r["loss"]) for r in rows]
+    single = [float(r["loss"]) for r in read_log(runs["full"])]
+    for curve in (ddp, single):  # both fall the same way (4 samples per rank here, 4 in one process there)
+        assert np.mean(curve[-10:]) < 0.75 * np.mean(curve[:10])
     state = torch.load(out / "last.pth", weights_only=True)
     assert state["world_size"] == 2 and len(state["sampler_states"]) == 2
     assert not torch.equal(state["sampler_states"][0], state["sampler_states"][1])  # one crop stream per rank

@@ -46,7 +46,7 @@ SCHEDULES = ("step", "cosine")
 # Options that may differ from the checkpoint's on --resume (paths, cadence, hardware).
 RESUME_OVERRIDABLE = frozenset({
     "iters", "out_dir", "device", "data_device", "workers", "cache_dir", "train_dir", "val_dir",
-    "val_every", "save_every", "log_every", "progress", "channels_last",
+    "val_every", "save_every", "log_every", "progress", "channels_last", "compile",
 })
 
 
@@ -79,6 +79,7 @@ class TrainConfig:
     data_device: str = "auto"
     bf16: bool = False
     channels_last: bool = False
+    compile: bool = False
     workers: int = min(8, os.cpu_count() or 1)
     cache_dir: str | None = None
     progress: bool = True
@@ -211,7 +212,12 @@ class Trainer:
         if self.ctx.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)  # validation stays eager (other shapes)
 
+        val_dir = cfg.val_dir
+        self.validating = bool(val_dir) and str(val_dir).lower() != "none" and cfg.val_every > 0
+        self.val_set = self._load_val_set() if self.validating and self.ctx.is_main else []
         images = load_training_images(cfg.train_dir, self.entry.scale, cfg.patch_size, cfg.workers,
                                       cfg.cache_dir, progress=cfg.progress and self.ctx.is_main)
         self.data_summary = images.summary()
@@ -219,9 +225,6 @@ class Trainer:
         self.sampler = PatchSampler(images, cfg.patch_size, data_seed(cfg.seed, self.ctx.rank), data_device,
                                     out_device=self.device)
         del images
-        val_dir = cfg.val_dir
-        self.validating = bool(val_dir) and str(val_dir).lower() != "none" and cfg.val_every > 0
-        self.val_set = self._load_val_set() if self.validating and self.ctx.is_main else []
 
         self.step = 0
         self.best_psnr = -math.inf
@@ -243,7 +246,22 @@ class Trainer:
         model = model.to(self.device).train()
         if self.cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        self._check_patch_fits(model)
         return model
+
+    def _check_patch_fits(self, model: nn.Module) -> None:
+        """Some blocks (ESA's strided conv + 7x7 max-pool) need a minimum input: fail now, clearly."""
+        lr_patch = self.cfg.patch_size // self.entry.scale
+        model.eval()  # no batch-norm statistics are touched
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, lr_patch, lr_patch, device=self.device))
+        except RuntimeError as exc:
+            raise KitError(f"{self.entry.name} cannot take {lr_patch}x{lr_patch} LR patches (--patch_size "
+                           f"{self.cfg.patch_size} / scale {self.entry.scale}); use a larger --patch_size "
+                           f"({str(exc).splitlines()[0]})") from None
+        finally:
+            model.train()
 
     def _load_val_set(self) -> list[tuple[str, torch.Tensor, np.ndarray]]:
         val_dir = str(self.cfg.val_dir)
@@ -325,7 +343,7 @@ class Trainer:
                          patches_per_s=round(window_steps * cfg.batch_size / seconds, 2))
             postfix.update(loss=f"{last_loss:.4g}", lr=f"{lr_now:.3g}")
             improved = False
-            if do_val:
+            if do_val and main:
                 row.val_psnr, row.val_y_psnr = self.validate()
                 improved = row.val_psnr > self.best_psnr
                 if improved:
@@ -345,7 +363,7 @@ class Trainer:
         cfg = self.cfg
         sched = (f"x{cfg.lr_gamma} every {cfg.lr_step} it" if cfg.schedule == "step"
                  else f"cosine to {cfg.lr_min:g} over {cfg.iters} it")
-        precision = "bf16 autocast" if cfg.bf16 else "fp32"
+        precision = ("bf16 autocast" if cfg.bf16 else "fp32") + (", torch.compile" if cfg.compile else "")
         print(
             f"training {self.entry.name} (x{self.entry.scale}, data range {self.entry.data_range:g}) on "
             f"{device_name(self.device)} x{self.ctx.world_size} process(es), {precision}"
@@ -440,13 +458,15 @@ class Trainer:
         self.elapsed_s = float(state["elapsed_s"])
         set_rng_states(state["rng"])
         samplers = state["sampler_states"]
-        if len(samplers) == self.ctx.world_size:
+        own = self.sampler.get_state()
+        if len(samplers) == self.ctx.world_size and samplers[self.ctx.rank].shape == own.shape:
             self.sampler.set_state(samplers[self.ctx.rank])
         else:
             self.sampler.generator.manual_seed(data_seed(self.cfg.seed + self.step, self.ctx.rank))
             if self.ctx.is_main:
-                print(f"note: the checkpoint was written by {len(samplers)} process(es), this run has "
-                      f"{self.ctx.world_size}: the patch stream is re-seeded (not an exact continuation)",
+                print(f"note: the checkpoint holds {len(samplers)} patch stream(s) made for another process "
+                      f"count or device type than this run's ({self.ctx.world_size} sampling on "
+                      f"{self.sampler.device.type}): the patch stream is re-seeded (not an exact continuation)",
                       file=sys.stderr)
         if self.ctx.is_main:
             self.log.load_until(self.step)
