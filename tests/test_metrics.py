@@ -20,7 +20,8 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from esrkit.imageio import read_rgb
-from esrkit.imresize import imresize, modcrop
+from esrkit.datasets import modcrop
+from esrkit.imresize import imresize
 from esrkit.metrics import (
     _gaussian_1d,
     psnr,
