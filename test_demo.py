@@ -21,6 +21,7 @@ import torch
 from esrkit import __version__
 from esrkit.complexity import fvcore_counts, official_counts
 from esrkit.datasets import LAYOUTS, Split, demo_split, open_split
+from esrkit.cli import run_guarded
 from esrkit.errors import KitError
 from esrkit.registry import DEFAULT_ENTRY, Entry, get_entry, list_entries
 from esrkit.results import merge_results, split_record, write_results_txt
@@ -156,19 +157,16 @@ def print_summary(entry: Entry, split_results: list[SplitResult], record: dict[s
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.list:
             for e in list_entries():
                 print(f"{e.model_id:3d}  {e.name:12s}  x{e.scale}  range {e.data_range:g}  {e.weights}  {e.description}")
-            return 0
-        run(args)
-    except KitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: results.json and results.txt were not changed", file=sys.stderr)
-        return 130
-    return 0
+        else:
+            run(args)
+        return 0
+
+    return run_guarded(body, "interrupted: results.json and results.txt were not changed")
 
 
 if __name__ == "__main__":

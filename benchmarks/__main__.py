@@ -23,6 +23,7 @@ from benchmarks import render, table3
 from benchmarks.measure import FIXED_SIZES, Complexity, Timing, fresh_model, measure_complexity, time_fixed_input, time_split
 from esrkit.atomic import atomic_write
 from esrkit.datasets import open_split
+from esrkit.cli import run_guarded
 from esrkit.errors import KitError
 from esrkit.registry import DEFAULT_ENTRY, Entry, get_entry
 from esrkit.runner import device_name, pick_device
@@ -155,12 +156,13 @@ def run(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        print(run(parse_args(argv)))
-    except KitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    args = parse_args(argv)
+
+    def body() -> int:
+        print(run(args))
+        return 0
+
+    return run_guarded(body, "interrupted: no report file was changed")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from esrkit.datasets import LAYOUTS
-from esrkit.errors import KitError
+from esrkit.cli import run_guarded
 from esrkit.submission.candidate import Candidate, from_entry, from_model_file
 from esrkit.submission.check import YEARS, CheckOptions, run_check
 from esrkit.submission.package import PackageOptions, run_package
@@ -68,7 +68,8 @@ def load_candidate(args: argparse.Namespace) -> Candidate:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def body() -> int:
         candidate = load_candidate(args)
         if args.command == "check":
             options = CheckOptions(baseline=args.baseline, baseline_weights=args.baseline_weights, year=args.year,
@@ -84,12 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"and {result.factsheet_path}")
         print(result.readme, end="")
         return 0
-    except KitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: nothing was replaced", file=sys.stderr)
-        return 130
+
+    return run_guarded(body, "interrupted: nothing was replaced")
 
 
 if __name__ == "__main__":
