@@ -7,11 +7,12 @@ those files explicitly, so an entry is never "discovered" from a filename.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -77,6 +78,7 @@ class Entry:
 _ENTRIES: dict[str, Entry] = {}
 _BY_ID: dict[int, Entry] = {}
 _MODELS_IMPORTED = False
+_COLLECTOR: list[Entry] | None = None  # set by collecting(): registrations go there instead
 
 DEFAULT_ENTRY = "MLRN-entire"
 
@@ -108,6 +110,9 @@ def register_entry(
             checkpoint_filter=checkpoint_filter,
             description=description,
         )
+        if _COLLECTOR is not None:
+            _COLLECTOR.append(entry)
+            return builder
         lowered = name.lower()
         if lowered in _ENTRIES:
             raise ValueError(f"entry name {name!r} is registered twice")
@@ -118,6 +123,22 @@ def register_entry(
         return builder
 
     return decorator
+
+
+@contextlib.contextmanager
+def collecting() -> Iterator[list[Entry]]:
+    """While active, :func:`register_entry` collects entries into the yielded list instead of the registry.
+
+    Used to import a team's model file without letting its entry clash with (or replace) the kit's own.
+    The kit's entries are imported first, so only what is imported inside the block is collected.
+    """
+    global _COLLECTOR
+    _import_models()
+    previous, _COLLECTOR = _COLLECTOR, []
+    try:
+        yield _COLLECTOR
+    finally:
+        _COLLECTOR = previous
 
 
 def _import_models() -> None:

@@ -8,7 +8,6 @@ Importing the file never adds its entry to the kit's registry: registrations are
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import inspect
 import itertools
@@ -16,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
@@ -89,30 +88,6 @@ def _candidate_from(entry: Entry, source: Path, weights: Path | None, described_
     )
 
 
-@contextlib.contextmanager
-def _collected_registrations() -> Iterator[list[Entry]]:
-    """While active, ``register_entry`` collects entries into the yielded list instead of registering them.
-
-    The kit's own entries are imported first, so only what the imported file registers is collected.
-    """
-    registry.list_entries()
-    collected: list[Entry] = []
-
-    def collecting(name: str, model_id: int, **kwargs: object) -> Callable[[Builder], Builder]:
-        def decorator(builder: Builder) -> Builder:
-            collected.append(Entry(name=name, model_id=model_id, builder=builder, **kwargs))  # type: ignore[arg-type]
-            return builder
-
-        return decorator
-
-    original = registry.register_entry
-    registry.register_entry = collecting  # type: ignore[assignment]
-    try:
-        yield collected
-    finally:
-        registry.register_entry = original  # type: ignore[assignment]
-
-
 def import_model_file(path: Path) -> tuple[ModuleType, list[Entry]]:
     """Import ``path`` under a private module name; return it and the entries it registered."""
     module_name = f"_esrkit_submission_{path.stem}_{next(_import_counter)}"
@@ -121,7 +96,7 @@ def import_model_file(path: Path) -> tuple[ModuleType, list[Entry]]:
         raise KitError(f"cannot import {path} as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    with _collected_registrations() as collected:
+    with registry.collecting() as collected:
         try:
             spec.loader.exec_module(module)
         except Exception as exc:  # the file is user code: any error is reported, none is hidden
