@@ -53,6 +53,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_options(args: argparse.Namespace) -> None:
+    if args.tile is not None and args.tile < 16:
+        raise KitError(f"--tile {args.tile} is too small: give a tile of at least 16 LR pixels, or leave it out")
+    if args.tile_overlap is not None and not (0 <= args.tile_overlap < (args.tile or 10**9)):
+        raise KitError(f"--tile_overlap {args.tile_overlap} must be >= 0 and smaller than the tile")
+    if args.hybrid_test and args.include_test:
+        raise KitError("--hybrid_test runs the hybrid test split alone (as the 2023 kit): drop --include_test")
+
+
 def resolve_splits(args: argparse.Namespace, scale: int) -> list[Split]:
     if args.data_dir is None:
         if args.include_test or args.hybrid_test:
@@ -73,6 +82,7 @@ def check_writable(folder: Path, flag: str) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    check_options(args)
     entry = get_entry(args.model_id)
     splits = resolve_splits(args, entry.scale)
     model, weights_path = entry.load(args.weights)

@@ -42,9 +42,19 @@ def pick_device(requested: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise KitError("--device cuda was asked for but CUDA is not available here; use --device cpu or auto")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise KitError(f"unknown device {requested!r}: use auto, cuda, cuda:N, mps or cpu") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise KitError(f"--device {requested} was asked for but CUDA is not available here; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise KitError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise KitError(f"--device {requested} was asked for but MPS is not available here; use --device cpu or auto")
+    elif device.type != "cpu":
+        raise KitError(f"unsupported device {requested!r}: use auto, cuda, cuda:N, mps or cpu")
     return device
 
 

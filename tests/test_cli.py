@@ -81,6 +81,11 @@ def test_second_entry_is_merged_not_overwritten(tmp_path, two_image_benchmark, t
         (["--save_dir", "{tmp}/a_file/sub"], "--save_dir"),
         (["--include_test"], "layout 'benchmark' has no 'test' split"),
         (["--model_id", "RFDN"], "does not fit RFDN"),
+        (["--device", "gpu0"], "unknown device 'gpu0'"),
+        pytest.param(["--device", "cuda"], "CUDA is not available here",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+        (["--tile", "4"], "--tile 4 is too small"),
+        (["--hybrid_test", "--include_test"], "drop --include_test"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_keeps_results(tmp_path, two_image_benchmark, test_weights, capsys, args, message) -> None:
