@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 _SSIM_C1 = (0.01 * 255.0) ** 2
 _SSIM_C2 = (0.03 * 255.0) ** 2
@@ -25,15 +26,20 @@ def tensor_to_uint8(t: torch.Tensor, data_range: float) -> np.ndarray:
     Same arithmetic as the official code so the quantised SR image is bit-identical: float32,
     ``clamp(0, data_range)``, ``* 255 / data_range``, numpy round (half to even).
     """
+    arr = _single_image(t).detach().float().clamp(0, data_range).cpu().numpy()
+    arr = np.transpose(arr, (1, 2, 0))
+    return np.uint8((arr * 255.0 / data_range).round())
+
+
+def _single_image(t: torch.Tensor) -> torch.Tensor:
+    """A 1xCxHxW or CxHxW tensor as CxHxW."""
     if t.ndim == 4:
         if t.shape[0] != 1:
             raise ValueError(f"expected a batch of one image, got shape {tuple(t.shape)}")
         t = t[0]
     if t.ndim != 3:
         raise ValueError(f"expected a 1xCxHxW or CxHxW tensor, got shape {tuple(t.shape)}")
-    arr = t.detach().float().clamp(0, data_range).cpu().numpy()
-    arr = np.transpose(arr, (1, 2, 0))
-    return np.uint8((arr * 255.0 / data_range).round())
+    return t
 
 
 def uint8_to_tensor(img: np.ndarray, data_range: float) -> torch.Tensor:
@@ -47,6 +53,10 @@ def uint8_to_tensor(img: np.ndarray, data_range: float) -> torch.Tensor:
     return chw.div(255.0 / data_range).unsqueeze(0)
 
 
+_Y_OFFSET = 16.0
+_Y_WEIGHTS = (65.481, 128.553, 24.966)  # MATLAB rgb2ycbcr's BT.601 row, for values in [0, 255]
+
+
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
     """BT.601 luma of an HxWx3 RGB image with values in [0, 255], as MATLAB's ``rgb2ycbcr``.
 
@@ -56,20 +66,27 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"rgb_to_y expects an HxWx3 RGB image, got shape {img.shape}")
     rgb = img.astype(np.float64)
-    return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
+    r, g, b = _Y_WEIGHTS
+    return _Y_OFFSET + (r * rgb[..., 0] + g * rgb[..., 1] + b * rgb[..., 2]) / 255.0
+
+
+def _check_pair(shape1: tuple[int, ...], shape2: tuple[int, ...], crop_border: int) -> None:
+    """The shape and border checks shared by the numpy and the torch metrics."""
+    if shape1 != shape2:
+        raise ValueError(f"images must have the same shape, got {shape1} and {shape2}")
+    if crop_border < 0:
+        raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+    h, w = shape1[:2]
+    if 2 * crop_border >= min(h, w):
+        raise ValueError(f"crop_border {crop_border} leaves nothing of a {h}x{w} image")
 
 
 def _prepare(
     img1: np.ndarray, img2: np.ndarray, crop_border: int, test_y_channel: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Check shapes, crop the border, optionally take Y; float64 out."""
-    if img1.shape != img2.shape:
-        raise ValueError(f"images must have the same shape, got {img1.shape} and {img2.shape}")
-    if crop_border < 0:
-        raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+    _check_pair(img1.shape, img2.shape, crop_border)
     h, w = img1.shape[:2]
-    if 2 * crop_border >= min(h, w):
-        raise ValueError(f"crop_border {crop_border} leaves nothing of a {h}x{w} image")
     if crop_border:
         img1 = img1[crop_border : h - crop_border, crop_border : w - crop_border]
         img2 = img2[crop_border : h - crop_border, crop_border : w - crop_border]
@@ -119,13 +136,88 @@ def _ssim_plane(a: np.ndarray, b: np.ndarray, kernel: np.ndarray) -> float:
     return float(np.mean(num / den))
 
 
+def _check_ssim_size(shape: tuple[int, ...]) -> None:
+    if min(shape[:2]) < _SSIM_SIZE:
+        raise ValueError(f"SSIM needs at least {_SSIM_SIZE}x{_SSIM_SIZE} pixels after cropping, got {tuple(shape[:2])}")
+
+
 def ssim(img1: np.ndarray, img2: np.ndarray, crop_border: int = 4, test_y_channel: bool = False) -> float:
     """SSIM (Wang et al. 2004) as the kits compute it: 11x11 Gaussian window, sigma 1.5, valid
     region only, C1 = (0.01*255)^2, C2 = (0.03*255)^2, mean over channels."""
     a, b = _prepare(img1, img2, crop_border, test_y_channel)
-    if min(a.shape[:2]) < _SSIM_SIZE:
-        raise ValueError(f"SSIM needs at least {_SSIM_SIZE}x{_SSIM_SIZE} pixels after cropping, got {a.shape[:2]}")
+    _check_ssim_size(a.shape)
     kernel = _gaussian_1d()
     if a.ndim == 2:
         return _ssim_plane(a, b, kernel)
     return float(np.mean([_ssim_plane(a[..., c], b[..., c], kernel) for c in range(a.shape[2])]))
+
+
+# The same metrics with torch, on the tensors' own device (the pipelined loop runs them on the GPU).
+# Inputs are HxWxC (or HxW) uint8 tensors; every function returns a 0-dim float64 tensor, so a caller
+# can queue them without waiting for the GPU. They equal the numpy functions above to float64 rounding
+# (about 1e-13 dB; on RGB the mean squared error itself is exact: integer squared errors summed in float64).
+# float64 is needed, so Apple MPS is not supported: compute these on the CPU there.
+
+
+def tensor_to_uint8_torch(t: torch.Tensor, data_range: float) -> torch.Tensor:
+    """:func:`tensor_to_uint8` without leaving the device: an HxWxC uint8 tensor, bit-identical to it.
+
+    Divides by a device tensor rather than a Python number: CUDA turns a division by a scalar into a
+    multiplication by its reciprocal, which can round differently from numpy's division.
+    """
+    x = _single_image(t).detach().float().clamp(0, data_range)
+    x.mul_(255.0).div_(torch.full((), data_range, dtype=torch.float32, device=x.device)).round_()
+    return x.to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
+def rgb_to_y_torch(img: torch.Tensor) -> torch.Tensor:
+    """:func:`rgb_to_y` for an HxWx3 tensor (float64 out, same arithmetic)."""
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"rgb_to_y expects an HxWx3 RGB image, got shape {tuple(img.shape)}")
+    rgb = img.double()
+    r, g, b = _Y_WEIGHTS
+    return _Y_OFFSET + (r * rgb[..., 0] + g * rgb[..., 1] + b * rgb[..., 2]) / 255.0
+
+
+def _prepare_torch(
+    img1: torch.Tensor, img2: torch.Tensor, crop_border: int, test_y_channel: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_prepare` for tensors (same checks and crop; float64 out)."""
+    _check_pair(tuple(img1.shape), tuple(img2.shape), crop_border)
+    h, w = img1.shape[:2]
+    if crop_border:
+        img1 = img1[crop_border : h - crop_border, crop_border : w - crop_border]
+        img2 = img2[crop_border : h - crop_border, crop_border : w - crop_border]
+    if test_y_channel:
+        return rgb_to_y_torch(img1), rgb_to_y_torch(img2)
+    return img1.double(), img2.double()
+
+
+def psnr_torch(img1: torch.Tensor, img2: torch.Tensor, crop_border: int = 4, test_y_channel: bool = False) -> torch.Tensor:
+    """:func:`psnr` on tensors; ``inf`` for identical images."""
+    a, b = _prepare_torch(img1, img2, crop_border, test_y_channel)
+    mse = (a - b).square().mean()
+    return 20.0 * torch.log10(torch.full_like(mse, 255.0) / torch.sqrt(mse))  # a true division, as numpy's
+
+
+def _channels_first(t: torch.Tensor) -> torch.Tensor:
+    """HxW -> 1xHxW, HxWxC -> CxHxW."""
+    return t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+
+
+def ssim_torch(img1: torch.Tensor, img2: torch.Tensor, crop_border: int = 4, test_y_channel: bool = False) -> torch.Tensor:
+    """:func:`ssim` on tensors: the same separable Gaussian window, valid region, constants and channel mean."""
+    a, b = _prepare_torch(img1, img2, crop_border, test_y_channel)
+    _check_ssim_size(tuple(a.shape))
+    a, b = _channels_first(a), _channels_first(b)
+    c = a.shape[0]
+    stack = torch.cat([a, b, a * a, b * b, a * b])[:, None]  # 5C x 1 x H x W, filtered in one go
+    k = torch.from_numpy(_gaussian_1d()).to(stack.device)
+    filtered = F.conv2d(F.conv2d(stack, k.view(1, 1, -1, 1)), k.view(1, 1, 1, -1))[:, 0]
+    mu_a, mu_b, aa, bb, ab = filtered.split(c)
+    var_a = aa - mu_a * mu_a
+    var_b = bb - mu_b * mu_b
+    cov = ab - mu_a * mu_b
+    num = (2.0 * mu_a * mu_b + _SSIM_C1) * (2.0 * cov + _SSIM_C2)
+    den = (mu_a * mu_a + mu_b * mu_b + _SSIM_C1) * (var_a + var_b + _SSIM_C2)
+    return (num / den).mean(dim=(1, 2)).mean()

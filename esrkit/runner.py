@@ -31,7 +31,10 @@ from esrkit.errors import KitError
 from esrkit.imageio import write_png
 
 OOM_FALLBACK_TILE = 256
+CHALLENGE_ENGINE = "fp32 eager (challenge protocol)"
 Progress = Callable[[str], None]
+Forward = Callable[[torch.Tensor], torch.Tensor]
+Timer = Callable[[Callable[[], torch.Tensor]], tuple[torch.Tensor, float]]
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -102,7 +105,7 @@ class Stopwatch:
             torch.mps.synchronize()
 
 
-def forward_tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int, overlap: int) -> torch.Tensor:
+def forward_tiled(model: Forward, x: torch.Tensor, scale: int, tile: int, overlap: int) -> torch.Tensor:
     """Run ``model`` on overlapping tiles of ``x`` and average the overlaps in the output."""
     _, c, h, w = x.shape
     tile = min(tile, h, w)
@@ -117,6 +120,15 @@ def forward_tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int, over
             out[:, :, i * scale : (i + tile) * scale, j * scale : (j + tile) * scale] += patch
             weight[:, :, i * scale : (i + tile) * scale, j * scale : (j + tile) * scale] += 1
     return out / weight
+
+
+def check_sr_shape(name: str, sr: tuple[int, ...], lr: tuple[int, ...], hr: tuple[int, ...], scale: int) -> None:
+    """Stop with a clear message when the SR image (HxWxC) is not the HR's size."""
+    if tuple(sr) != tuple(hr):
+        raise KitError(
+            f"{name}: the model returned {sr[1]}x{sr[0]} for a {lr[1]}x{lr[0]} "
+            f"input; x{scale} needs {hr[1]}x{hr[0]} (wrong scale for this entry?)"
+        )
 
 
 @dataclass
@@ -135,6 +147,7 @@ class SplitResult:
     warm_runtime_ms: list[float] | None = None
     tiled: list[str] = field(default_factory=list)  # images that ran tiled (entry/--tile, or OOM fallback)
     oom_fallback: list[str] = field(default_factory=list)
+    engine: str = CHALLENGE_ENGINE  # precision and engine that produced the SR images and the runtimes
 
 
 class SplitRunner:
@@ -172,9 +185,13 @@ class SplitRunner:
             return self.model(x)
         return forward_tiled(self.model, x, self.scale, self.tile, self.tile_overlap)
 
-    def _timed_forward(self, x: torch.Tensor, name: str, result: SplitResult) -> tuple[torch.Tensor, float]:
+    def _timed_forward(
+        self, x: torch.Tensor, name: str, result: SplitResult, timer: Timer | None = None
+    ) -> tuple[torch.Tensor, float]:
+        """``timer`` (default: the stopwatch) times ``self.forward(x)``; out of GPU memory, retry tiled."""
+        time_it = timer or self.stopwatch.time
         try:
-            return self.stopwatch.time(lambda: self.forward(x))
+            return time_it(lambda: self.forward(x))
         except torch.OutOfMemoryError:
             if self.tile is not None and self.tile <= OOM_FALLBACK_TILE:
                 raise KitError(
@@ -188,7 +205,7 @@ class SplitRunner:
                 file=sys.stderr,
             )
             result.oom_fallback.append(name)
-            return self.stopwatch.time(lambda: self.forward(x))
+            return time_it(lambda: self.forward(x))
 
     def run(self, split: Split) -> SplitResult:
         on_cuda = self.device.type == "cuda"
@@ -202,11 +219,7 @@ class SplitRunner:
             sr_tensor, ms = self._timed_forward(x, pair.name, result)
             sr = metrics.tensor_to_uint8(sr_tensor, self.data_range)
             del sr_tensor
-            if sr.shape != hr.shape:
-                raise KitError(
-                    f"{pair.name}: the model returned {sr.shape[1]}x{sr.shape[0]} for a {lr.shape[1]}x{lr.shape[0]} "
-                    f"input; x{self.scale} needs {hr.shape[1]}x{hr.shape[0]} (wrong scale for this entry?)"
-                )
+            check_sr_shape(pair.name, tuple(sr.shape), lr.shape, hr.shape, self.scale)
             self._record(result, pair.name, ms, sr, hr)
             if self.tile is not None:
                 result.tiled.append(pair.name)
