@@ -50,6 +50,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
     p.add_argument("--repeats", type=int, default=5, help="challenge-protocol forwards per fixed input / warm repeats per image")
     p.add_argument("--min_run_time", type=float, default=1.0, help="seconds of the robust protocol per input")
+    p.add_argument("--complexity_only", action="store_true",
+                   help="only the complexity table (no timing, no Table 3): needs no GPU and no weights")
     p.add_argument("--published", type=Path, default=None, help="published Table 3 CSV (default: ../shared/reference)")
     for fmt in ("csv", "markdown", "latex", "json", "plot"):
         p.add_argument(f"--{fmt}", type=Path, default=None, help=f"write the report as {fmt} to this path")
@@ -91,6 +93,15 @@ def run(args: argparse.Namespace) -> str:
     if args.weights is not None and len(args.weights) != len(entries):
         raise KitError(f"--weights has {len(args.weights)} file(s) for {len(entries)} --model_id entr(y/ies): give one per entry")
     weights = dict(zip((e.name for e in entries), args.weights or [None] * len(entries)))
+    if args.complexity_only:
+        rows = []
+        for entry in entries:
+            model, trained = fresh_model(entry, weights[entry.name], torch.device("cpu"))
+            rows.append((entry, trained, measure_complexity(model)))
+        report = complexity_markdown(rows)
+        if args.markdown:
+            atomic_write(args.markdown, report)
+        return report
     baseline = None if args.baseline.lower() == "none" else get_entry(args.baseline)
     if baseline is not None and baseline.name not in weights:
         entries.append(baseline)
