@@ -9,10 +9,13 @@ pixels on every side, and PSNR / SSIM are computed on RGB in float64 (the kits n
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 _SSIM_C1 = (0.01 * 255.0) ** 2
 _SSIM_C2 = (0.03 * 255.0) ** 2
@@ -81,15 +84,21 @@ def _check_pair(shape1: tuple[int, ...], shape2: tuple[int, ...], crop_border: i
         raise ValueError(f"crop_border {crop_border} leaves nothing of a {h}x{w} image")
 
 
+def _cropped(img1: ArrayT, img2: ArrayT, crop_border: int) -> tuple[ArrayT, ArrayT]:
+    """Check that the shapes match, then remove ``crop_border`` pixels on every side (arrays or tensors)."""
+    _check_pair(tuple(img1.shape), tuple(img2.shape), crop_border)
+    if not crop_border:
+        return img1, img2
+    h, w = img1.shape[:2]
+    window = (slice(crop_border, h - crop_border), slice(crop_border, w - crop_border))
+    return img1[window], img2[window]
+
+
 def _prepare(
     img1: np.ndarray, img2: np.ndarray, crop_border: int, test_y_channel: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Check shapes, crop the border, optionally take Y; float64 out."""
-    _check_pair(img1.shape, img2.shape, crop_border)
-    h, w = img1.shape[:2]
-    if crop_border:
-        img1 = img1[crop_border : h - crop_border, crop_border : w - crop_border]
-        img2 = img2[crop_border : h - crop_border, crop_border : w - crop_border]
+    img1, img2 = _cropped(img1, img2, crop_border)
     if test_y_channel:
         return rgb_to_y(img1), rgb_to_y(img2)
     return img1.astype(np.float64), img2.astype(np.float64)
@@ -183,11 +192,7 @@ def _prepare_torch(
     img1: torch.Tensor, img2: torch.Tensor, crop_border: int, test_y_channel: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_prepare` for tensors (same checks and crop; float64 out)."""
-    _check_pair(tuple(img1.shape), tuple(img2.shape), crop_border)
-    h, w = img1.shape[:2]
-    if crop_border:
-        img1 = img1[crop_border : h - crop_border, crop_border : w - crop_border]
-        img2 = img2[crop_border : h - crop_border, crop_border : w - crop_border]
+    img1, img2 = _cropped(img1, img2, crop_border)
     if test_y_channel:
         return rgb_to_y_torch(img1), rgb_to_y_torch(img2)
     return img1.double(), img2.double()
