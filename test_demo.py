@@ -46,6 +46,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hybrid_test", action="store_true", help="NTIRE 2023 hybrid LSDIR+DIV2K test only (skips valid)")
     p.add_argument("--ssim", action="store_true", help="also compute SSIM (RGB and Y)")
     p.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS], help="force a dataset layout")
+    p.add_argument("--lr_only", action="store_true",
+                   help="the LR images alone (e.g. the 2024/2025 test phase; with --layout folder, a folder of LR "
+                        "images): runtimes and SR images, no PSNR")
     p.add_argument("--tile", type=int, default=None, help="tile size in LR pixels (default: the entry's; none = whole image)")
     p.add_argument("--tile_overlap", type=int, default=None, help="tile overlap in LR pixels (default: the entry's, 32)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu")
@@ -76,6 +79,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise KitError(f"--tile_overlap {args.tile_overlap} must be >= 0 and smaller than the tile")
     if args.hybrid_test and args.include_test:
         raise KitError("--hybrid_test runs the hybrid test split alone (as the 2023 kit): drop --include_test")
+    if args.lr_only and args.data_dir is None:
+        raise KitError("--lr_only needs --data_dir (the demo set is made from HR photos)")
 
 
 def resolve_splits(args: argparse.Namespace, scale: int) -> list[Split]:
@@ -84,7 +89,7 @@ def resolve_splits(args: argparse.Namespace, scale: int) -> list[Split]:
             raise KitError("--include_test / --hybrid_test need --data_dir with a test split")
         return [demo_split()]
     names = ["hybrid_test"] if args.hybrid_test else ["valid"] + (["test"] if args.include_test else [])
-    return [open_split(args.data_dir, name, args.layout, scale) for name in names]
+    return [open_split(args.data_dir, name, args.layout, scale, lr_only=args.lr_only) for name in names]
 
 
 def check_writable(folder: Path, flag: str) -> None:
@@ -156,6 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data_dir=str(splits[0].root),
         layout=splits[0].layout,
         lr_source="made by the kit's MATLAB-bicubic imresize" if splits[0].lr_made_by_kit else "LR files",
+        lr_only=not splits[0].has_hr,
         data_range=entry.data_range,
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         kit_version=__version__,
@@ -195,8 +201,9 @@ def run_fast(
         for extra in ("cold_runtime", "ave_runtime_excl_first"):  # after prepare(), no image is cold
             rec.pop(f"{r.split}_{extra}", None)
         rec[f"{r.split}_wall_s"] = wall
-        rec[f"{r.split}_psnr_diff_max"] = max(abs(a - b) for a, b in zip(r.psnr, ref.psnr))
-        rec[f"{r.split}_ave_psnr_diff"] = rec[f"{r.split}_ave_psnr"] - sum(ref.psnr) / len(ref.psnr)
+        if r.has_metrics:
+            rec[f"{r.split}_psnr_diff_max"] = max(abs(a - b) for a, b in zip(r.psnr, ref.psnr))
+            rec[f"{r.split}_ave_psnr_diff"] = rec[f"{r.split}_ave_psnr"] - sum(ref.psnr) / len(ref.psnr)
         record.update(rec)
         results.append(r)
     record.update(fast_engine=fast.describe(), fast_setup_ms=fast.setup_ms, fast_graph_captures=fast.captures)
@@ -209,13 +216,14 @@ def print_summary(
     """The Table 3 style row, then the extras beside it."""
     first = split_results[0].split
     print("\nTeam/entry            Time [ms]   PSNR [dB]   #Params [M]  FLOPs [G]  #Acts [M]  GPU Mem [M]  #Conv")
-    memory = record[f"{first}_memory"]
-    print(f"{entry.key:20s}  {record[f'{first}_ave_runtime']:9.2f}   {record[f'{first}_ave_psnr']:9.2f}   "
+    memory, psnr = record[f"{first}_memory"], record.get(f"{first}_ave_psnr")
+    print(f"{entry.key:20s}  {record[f'{first}_ave_runtime']:9.2f}   {'-' if psnr is None else format(psnr, '.2f'):>9s}   "
           f"{record['num_parameters']:11.3f}  {record['flops']:9.2f}  {record['activations']:9.2f}  "
           f"{'-' if memory is None else format(memory, '.2f'):>11s}  {record['num_conv']:5d}")
     for r in split_results:
         m = r.split
-        extras = [f"Y-PSNR {record[f'{m}_ave_psnr_y']:.2f} dB", f"cold first forward {record[f'{m}_cold_runtime']:.2f} ms"]
+        extras = [f"Y-PSNR {record[f'{m}_ave_psnr_y']:.2f} dB" if r.has_metrics else "LR only: no PSNR (no HR images)",
+                  f"cold first forward {record[f'{m}_cold_runtime']:.2f} ms"]
         if f"{m}_ave_warm_runtime" in record:
             extras.append(f"warm {record[f'{m}_ave_warm_runtime']:.2f} ms (mean of per-image medians; "
                           f"their median {record[f'{m}_median_warm_runtime']:.2f} ms)")
@@ -228,10 +236,10 @@ def print_summary(
         ref_key = next((k for k in (f"{base}_ave_warm_runtime", f"{base}_ave_runtime_excl_first", f"{base}_ave_runtime")
                         if k in record), f"{base}_ave_runtime")
         ratio = record[f"{m}_ave_runtime"] / record[ref_key]
+        psnr = (f"PSNR {record[f'{m}_ave_psnr']:.4f} dB (mean diff {record[f'{m}_ave_psnr_diff']:+.4f}, "
+                f"max per image {record[f'{m}_psnr_diff_max']:.4f})" if r.has_metrics else "no PSNR (LR only)")
         print(f"  {m} [{r.engine}]: {record[f'{m}_ave_runtime']:.2f} ms ({ratio:.2f}x {ref_key} "
-              f"{record[ref_key]:.2f} ms), "
-              f"PSNR {record[f'{m}_ave_psnr']:.4f} dB (mean diff {record[f'{m}_ave_psnr_diff']:+.4f}, "
-              f"max per image {record[f'{m}_psnr_diff_max']:.4f}); wall {record[f'{m}_wall_s']:.2f} s "
+              f"{record[ref_key]:.2f} ms), {psnr}; wall {record[f'{m}_wall_s']:.2f} s "
               f"vs {record[f'{base}_wall_s']:.2f} s ({record['loop']} challenge pass)")
     fvcore = "n/a (fvcore not installed)" if record["flops_fvcore"] is None else f"{record['flops_fvcore']:.2f}"
     print(f"  FLOPs [G, MACs on 3x256x256]: {record['flops']:.2f} official hook counter (2022-2023, Table 3); "

@@ -15,6 +15,11 @@ folder         valid: the folder itself       made by the kit's MATLAB-bicubic `
 =============  ============================  ===========================  ======================
 
 HR images are modcropped to the scale; an LR image must be exactly HR/scale.
+
+LR-only splits (``lr_only=True``): the 2024/2025 test phase gives teams the LR images alone. The
+split is then listed from its LR folder (for ``folder``, the folder's images are the LR), names
+come from the LR file names (``0901x4.png`` -> ``0901``), and there is nothing to measure PSNR
+against: a run gives runtimes and SR images only.
 """
 
 from __future__ import annotations
@@ -61,14 +66,19 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ImagePair:
-    """One HR image and its LR counterpart (``lr_path`` None: the kit makes the LR itself)."""
+    """One HR image and its LR counterpart.
+
+    ``lr_path`` None: the kit makes the LR from the HR. ``hr_path`` None: an LR-only split (no metrics).
+    """
 
     name: str
-    hr_path: Path
+    hr_path: Path | None
     lr_path: Path | None
 
     def load(self, scale: int) -> tuple[np.ndarray, np.ndarray]:
         """(HR modcropped to ``scale``, LR), both HxWx3 RGB uint8; the LR is checked to be HR/scale."""
+        if self.hr_path is None:
+            raise KitError(f"{self.name}: this split was opened LR-only ({self.lr_path}); metrics need the HR images")
         hr = modcrop(read_rgb(self.hr_path), scale)
         if self.lr_path is None:
             from esrkit.imresize import imresize
@@ -88,6 +98,10 @@ class ImagePair:
         """The LR image alone (no HR needed when it is on disk)."""
         return self.load(scale)[1] if self.lr_path is None else read_rgb(self.lr_path)
 
+    def load_inputs(self, scale: int) -> tuple[np.ndarray | None, np.ndarray]:
+        """(HR, LR) as :meth:`load`, or (None, LR) for an LR-only pair: what an inference run reads."""
+        return (None, self.load_lr(scale)) if self.hr_path is None else self.load(scale)
+
 
 @dataclass(frozen=True)
 class Split:
@@ -102,16 +116,23 @@ class Split:
     def lr_made_by_kit(self) -> bool:
         return any(p.lr_path is None for p in self.pairs)
 
+    @property
+    def has_hr(self) -> bool:
+        """False for an LR-only split: no PSNR/SSIM can be measured on it."""
+        return all(p.hr_path is not None for p in self.pairs)
+
     def __len__(self) -> int:
         return len(self.pairs)
 
 
-def detect_layout(data_dir: str | Path) -> str:
-    """The layout of ``data_dir`` (see the module docstring)."""
+def detect_layout(data_dir: str | Path, scale: int = 4) -> str:
+    """The layout of ``data_dir`` (see the module docstring), from its HR or LR folders."""
     root = _existing_dir(data_dir)
     for layout in ("ntire2024", "ntire2023", "benchmark"):
-        if any((root / spec.hr_dir).is_dir() for spec in LAYOUTS[layout].values()):
-            return layout
+        for spec in LAYOUTS[layout].values():
+            folders = (spec.hr_dir,) if spec.lr_dir is None else (spec.hr_dir, spec.lr_dir.format(scale=scale))
+            if any((root / folder).is_dir() for folder in folders):
+                return layout
     if any(is_image_file(p) for p in root.iterdir() if p.is_file()):
         return "folder"
     raise KitError(
@@ -120,10 +141,15 @@ def detect_layout(data_dir: str | Path) -> str:
     )
 
 
-def open_split(data_dir: str | Path, split: str = "valid", layout: str = "auto", scale: int = 4) -> Split:
-    """Pair the HR and LR files of one split; every HR must have its LR."""
+def open_split(
+    data_dir: str | Path, split: str = "valid", layout: str = "auto", scale: int = 4, lr_only: bool = False
+) -> Split:
+    """Pair the HR and LR files of one split; every HR must have its LR.
+
+    ``lr_only``: list the split's LR images alone (see the module docstring), HR or not.
+    """
     root = _existing_dir(data_dir)
-    layout = detect_layout(root) if layout == "auto" else layout
+    layout = detect_layout(root, scale) if layout == "auto" else layout
     if layout not in LAYOUTS:
         raise KitError(f"unknown layout {layout!r}; choose one of: auto, {', '.join(LAYOUTS)}")
     if split not in LAYOUTS[layout]:
@@ -132,20 +158,46 @@ def open_split(data_dir: str | Path, split: str = "valid", layout: str = "auto",
             f"check --data_dir / --layout and the --include_test / --hybrid_test flags"
         )
     spec = LAYOUTS[layout][split]
+    if lr_only:
+        return Split(split, layout, root, _lr_only_pairs(root, spec, scale))
     hr_dir = root / spec.hr_dir
+    lr_dir = None if spec.lr_dir is None else root / spec.lr_dir.format(scale=scale)
     if not hr_dir.is_dir():
-        raise KitError(f"split {split!r} of layout {layout!r} needs the folder {hr_dir}, which does not exist")
+        hint = (f"; its LR folder {lr_dir} is there: pass --lr_only to run without HR (runtimes and SR images, no PSNR)"
+                if lr_dir is not None and lr_dir.is_dir() else "")
+        raise KitError(f"split {split!r} of layout {layout!r} needs the folder {hr_dir}, which does not exist{hint}")
     hr_files = _image_files(hr_dir)
     if not hr_files:
         raise KitError(f"no images in {hr_dir}: put the HR images of the {split!r} split there")
-    if spec.lr_dir is None:
+    if lr_dir is None:
         pairs = tuple(ImagePair(p.stem, p, None) for p in hr_files)
     else:
-        lr_dir = root / spec.lr_dir.format(scale=scale)
         if not lr_dir.is_dir():
             raise KitError(f"HR images found in {hr_dir} but the LR folder {lr_dir} does not exist")
         pairs = tuple(_pair(p, lr_dir, spec.lr_name, scale) for p in hr_files)
     return Split(split, layout, root, pairs)
+
+
+def _lr_only_pairs(root: Path, spec: SplitSpec, scale: int) -> tuple[ImagePair, ...]:
+    """The split's LR images as HR-less pairs, named by inverting the LR file-name template."""
+    lr_dir = root / (spec.hr_dir if spec.lr_dir is None else spec.lr_dir.format(scale=scale))
+    if not lr_dir.is_dir():
+        raise KitError(f"--lr_only needs the LR folder {lr_dir}, which does not exist: check --data_dir / --layout")
+    prefix, _, suffix = spec.lr_name.format(scale=scale, stem="{stem}").partition("{stem}")
+    pairs, strays = [], []
+    for path in _image_files(lr_dir):
+        if spec.lr_dir is None:
+            pairs.append(ImagePair(path.stem, None, path))
+        elif path.name.startswith(prefix) and path.name.endswith(suffix) and len(path.name) > len(prefix + suffix):
+            pairs.append(ImagePair(path.name[len(prefix) : len(path.name) - len(suffix)], None, path))
+        else:
+            strays.append(path.name)
+    if strays:
+        print(f"warning: ignoring {len(strays)} file(s) in {lr_dir} not named like "
+              f"{spec.lr_name.format(stem='NAME', scale=scale)}: {', '.join(strays[:5])}", file=sys.stderr)
+    if not pairs:
+        raise KitError(f"no LR images named {spec.lr_name.format(stem='NAME', scale=scale)} in {lr_dir}")
+    return tuple(pairs)
 
 
 def _pair(hr: Path, lr_dir: Path, template: str, scale: int) -> ImagePair:

@@ -44,7 +44,7 @@ from esrkit.datasets import ImagePair, Split
 from esrkit.errors import KitError
 from esrkit.fastpath import FastForward
 from esrkit.imageio import write_png
-from esrkit.runner import CHALLENGE_ENGINE, SplitResult, SplitRunner, check_sr_shape, forward_tiled
+from esrkit.runner import CHALLENGE_ENGINE, SplitResult, SplitRunner, check_sr_shape, forward_tiled, latest_psnr_text
 
 MIB = 1024**2
 T = TypeVar("T")
@@ -124,17 +124,17 @@ class DeferredTimer:
 
 def prefetch(
     pool: ThreadPoolExecutor, pairs: Sequence[ImagePair], scale: int, depth: int, gate: Gate
-) -> Iterator[tuple[ImagePair, np.ndarray, np.ndarray]]:
-    """(pair, HR, LR) in the split's order, decoding up to ``depth`` pairs ahead on ``pool``."""
+) -> Iterator[tuple[ImagePair, np.ndarray | None, np.ndarray]]:
+    """(pair, HR or None, LR) in the split's order, decoding up to ``depth`` pairs ahead on ``pool``."""
     upcoming = iter(pairs)
-    window: deque[tuple[ImagePair, Future[tuple[np.ndarray, np.ndarray]]]] = deque(
-        (pair, pool.submit(gate.run, pair.load, scale)) for pair in islice(upcoming, max(depth, 1))
+    window: deque[tuple[ImagePair, Future[tuple[np.ndarray | None, np.ndarray]]]] = deque(
+        (pair, pool.submit(gate.run, pair.load_inputs, scale)) for pair in islice(upcoming, max(depth, 1))
     )
     while window:
         pair, future = window.popleft()
         following = next(upcoming, None)
         if following is not None:
-            window.append((following, pool.submit(gate.run, following.load, scale)))
+            window.append((following, pool.submit(gate.run, following.load_inputs, scale)))
         hr, lr = future.result()
         yield pair, hr, lr
 
@@ -145,7 +145,7 @@ class _Queued:
 
     name: str
     ms: float
-    values: torch.Tensor  # psnr, psnr_y[, ssim, ssim_y] (float64, pinned on CUDA)
+    values: torch.Tensor  # psnr, psnr_y[, ssim, ssim_y] (float64, pinned on CUDA); empty without HR
     sr: torch.Tensor | None  # HxWxC uint8 to save (pinned on CUDA)
     done: torch.cuda.Event | None
     tiled: bool
@@ -227,7 +227,7 @@ class PipelinedRunner(SplitRunner):
         return result
 
     def _launch(
-        self, name: str, hr: np.ndarray, lr: np.ndarray, result: SplitResult, timer: DeferredTimer | None
+        self, name: str, hr: np.ndarray | None, lr: np.ndarray, result: SplitResult, timer: DeferredTimer | None
     ) -> tuple[_Queued, float]:
         """Queue one image's forward, quantisation, metrics and copies back; returns it and the forward's peak MiB."""
         on_cuda = self.device.type == "cuda"
@@ -248,12 +248,8 @@ class PipelinedRunner(SplitRunner):
             peak = torch.cuda.max_memory_allocated(self.device) / MIB
         sr = metrics.tensor_to_uint8_torch(sr_tensor, self.data_range).to(self.metrics_device)
         del sr_tensor
-        check_sr_shape(name, tuple(sr.shape), lr.shape, hr.shape, self.scale)
-        hr_t = _to_device(torch.from_numpy(np.ascontiguousarray(hr)), self.metrics_device)
-        values = [metrics.psnr_torch(sr, hr_t, self.scale), metrics.psnr_torch(sr, hr_t, self.scale, True)]
-        if self.ssim:
-            values += [metrics.ssim_torch(sr, hr_t, self.scale), metrics.ssim_torch(sr, hr_t, self.scale, True)]
-        stacked = torch.stack(values)
+        check_sr_shape(name, tuple(sr.shape), lr.shape, None if hr is None else hr.shape, self.scale)
+        stacked = self._metrics(sr, hr)
         keep = sr if self.save_dir is not None else None
         done = None
         if on_cuda:
@@ -263,6 +259,16 @@ class PipelinedRunner(SplitRunner):
             done.record()
         return _Queued(name, ms, stacked, keep, done, self.tile is not None), peak
 
+    def _metrics(self, sr: torch.Tensor, hr: np.ndarray | None) -> torch.Tensor:
+        """psnr, psnr_y[, ssim, ssim_y] of one image, queued on the metrics device (empty without HR)."""
+        if hr is None:
+            return torch.empty(0, dtype=torch.float64, device=self.metrics_device)
+        hr_t = _to_device(torch.from_numpy(np.ascontiguousarray(hr)), self.metrics_device)
+        values = [metrics.psnr_torch(sr, hr_t, self.scale), metrics.psnr_torch(sr, hr_t, self.scale, True)]
+        if self.ssim:
+            values += [metrics.ssim_torch(sr, hr_t, self.scale), metrics.ssim_torch(sr, hr_t, self.scale, True)]
+        return torch.stack(values)
+
     def _collect(self, q: _Queued, result: SplitResult, writer: BackgroundWriter | None, split: Split, k: int) -> None:
         """Wait for one queued image's numbers, record them and hand its SR image to the writer."""
         if q.done is not None:
@@ -270,9 +276,10 @@ class PipelinedRunner(SplitRunner):
         values = q.values.tolist()
         result.names.append(q.name)
         result.runtime_ms.append(q.ms)
-        result.psnr.append(values[0])
-        result.psnr_y.append(values[1])
-        if self.ssim:
+        if values:
+            result.psnr.append(values[0])
+            result.psnr_y.append(values[1])
+        if values and self.ssim:
             result.ssim.append(values[2])
             result.ssim_y.append(values[3])
         if q.tiled:
@@ -282,7 +289,7 @@ class PipelinedRunner(SplitRunner):
             rgb = q.sr.numpy().copy() if q.done is not None else q.sr.numpy()
             writer.submit(self.save_dir / split.name / f"{q.name}.png", rgb)
         timing = "" if math.isnan(q.ms) else f", {q.ms:.2f} ms"
-        self.progress(f"{split.name} {k}/{len(split)} {q.name}: {values[0]:.2f} dB{timing}")
+        self.progress(f"{split.name} {k}/{len(split)} {q.name}: {latest_psnr_text(result)}{timing}")
 
 
 def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -28,25 +28,21 @@ def _mean(values: list[float]) -> float:
 
 
 def split_record(r: SplitResult) -> dict[str, Any]:
-    """The official per-split keys of one split, then the extras (prefixed the same way)."""
+    """The official per-split keys of one split, then the extras (prefixed the same way).
+
+    An LR-only split has no PSNR/SSIM keys at all (never a made-up value); ``<split>_lr_only`` says why.
+    """
     m = r.split
-    rec: dict[str, Any] = {
-        f"{m}_runtime": r.runtime_ms,
-        f"{m}_psnr": r.psnr,
-        f"{m}_memory": r.memory_mib,
-        f"{m}_ave_runtime": _mean(r.runtime_ms),
-        f"{m}_ave_psnr": _mean(r.psnr),
-    }
-    if r.ssim is not None:
-        rec[f"{m}_ssim"] = r.ssim
-        rec[f"{m}_ave_ssim"] = _mean(r.ssim)
+    rec: dict[str, Any] = {f"{m}_runtime": r.runtime_ms, f"{m}_memory": r.memory_mib,
+                           f"{m}_ave_runtime": _mean(r.runtime_ms)}
+    _add_series(rec, m, "psnr", r.psnr)
+    _add_series(rec, m, "ssim", r.ssim)
     # Extras: same split prefix, names that do not collide with the official keys.
     rec[f"{m}_images"] = r.names
-    rec[f"{m}_psnr_y"] = r.psnr_y
-    rec[f"{m}_ave_psnr_y"] = _mean(r.psnr_y)
-    if r.ssim_y is not None:
-        rec[f"{m}_ssim_y"] = r.ssim_y
-        rec[f"{m}_ave_ssim_y"] = _mean(r.ssim_y)
+    if not r.has_metrics:
+        rec[f"{m}_lr_only"] = True
+    _add_series(rec, m, "psnr_y", r.psnr_y)
+    _add_series(rec, m, "ssim_y", r.ssim_y)
     rec[f"{m}_cold_runtime"] = r.runtime_ms[0]
     if len(r.runtime_ms) > 1:
         rec[f"{m}_ave_runtime_excl_first"] = _mean(r.runtime_ms[1:])
@@ -60,6 +56,13 @@ def split_record(r: SplitResult) -> dict[str, Any]:
     if r.oom_fallback:
         rec[f"{m}_oom_tiled_fallback"] = r.oom_fallback
     return rec
+
+
+def _add_series(rec: dict[str, Any], split: str, key: str, values: list[float] | None) -> None:
+    """``<split>_<key>`` (per image) and ``<split>_ave_<key>`` (their mean), when there are values."""
+    if values:
+        rec[f"{split}_{key}"] = values
+        rec[f"{split}_ave_{key}"] = _mean(values)
 
 
 @contextlib.contextmanager

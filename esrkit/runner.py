@@ -122,9 +122,10 @@ def forward_tiled(model: Forward, x: torch.Tensor, scale: int, tile: int, overla
     return out / weight
 
 
-def check_sr_shape(name: str, sr: tuple[int, ...], lr: tuple[int, ...], hr: tuple[int, ...], scale: int) -> None:
-    """Stop with a clear message when the SR image (HxWxC) is not the HR's size."""
-    if tuple(sr) != tuple(hr):
+def check_sr_shape(name: str, sr: tuple[int, ...], lr: tuple[int, ...], hr: tuple[int, ...] | None, scale: int) -> None:
+    """Stop with a clear message when the SR image (HxWxC) is not the HR's size (LR x scale when there is no HR)."""
+    hr = tuple(hr) if hr is not None else (lr[0] * scale, lr[1] * scale, *lr[2:])
+    if tuple(sr) != hr:
         raise KitError(
             f"{name}: the model returned {sr[1]}x{sr[0]} for a {lr[1]}x{lr[0]} "
             f"input; x{scale} needs {hr[1]}x{hr[0]} (wrong scale for this entry?)"
@@ -138,7 +139,7 @@ class SplitResult:
     split: str
     names: list[str]
     runtime_ms: list[float]
-    psnr: list[float]
+    psnr: list[float]  # empty (as psnr_y, ssim, ssim_y) on an LR-only split
     psnr_y: list[float]
     memory_mib: float | None  # the challenge figure: GPU peak so far in the process (never reset); None off CUDA
     split_peak_mib: float | None  # beside it: the peak of this split alone
@@ -148,6 +149,16 @@ class SplitResult:
     tiled: list[str] = field(default_factory=list)  # images that ran tiled (entry/--tile, or OOM fallback)
     oom_fallback: list[str] = field(default_factory=list)
     engine: str = CHALLENGE_ENGINE  # precision and engine that produced the SR images and the runtimes
+
+    @property
+    def has_metrics(self) -> bool:
+        """False on an LR-only split: runtimes and SR images, no PSNR/SSIM."""
+        return bool(self.psnr)
+
+
+def latest_psnr_text(result: SplitResult) -> str:
+    """The latest image's PSNR for the progress line ("no HR" on an LR-only split)."""
+    return f"{result.psnr[-1]:.2f} dB" if len(result.psnr) == len(result.names) else "no HR"
 
 
 class SplitRunner:
@@ -214,12 +225,12 @@ class SplitRunner:
         result = SplitResult(split.name, [], [], [], [], None, None, [] if self.ssim else None, [] if self.ssim else None)
         lr_inputs: list[np.ndarray] = []
         for k, pair in enumerate(split.pairs, 1):
-            hr, lr = pair.load(self.scale)
+            hr, lr = pair.load_inputs(self.scale)
             x = metrics.uint8_to_tensor(lr, self.data_range).to(self.device)
             sr_tensor, ms = self._timed_forward(x, pair.name, result)
             sr = metrics.tensor_to_uint8(sr_tensor, self.data_range)
             del sr_tensor
-            check_sr_shape(pair.name, tuple(sr.shape), lr.shape, hr.shape, self.scale)
+            check_sr_shape(pair.name, tuple(sr.shape), lr.shape, None if hr is None else hr.shape, self.scale)
             self._record(result, pair.name, ms, sr, hr)
             if self.tile is not None:
                 result.tiled.append(pair.name)
@@ -227,7 +238,7 @@ class SplitRunner:
                 write_png(self.save_dir / split.name / f"{pair.name}.png", sr)
             if self.warm_runs:
                 lr_inputs.append(lr)
-            self.progress(f"{split.name} {k}/{len(split)} {pair.name}: {result.psnr[-1]:.2f} dB, {ms:.2f} ms")
+            self.progress(f"{split.name} {k}/{len(split)} {pair.name}: {latest_psnr_text(result)}, {ms:.2f} ms")
         if on_cuda:
             result.split_peak_mib = torch.cuda.max_memory_allocated(self.device) / 1024**2
             self._memory_so_far = max(self._memory_so_far, result.split_peak_mib)
@@ -236,9 +247,11 @@ class SplitRunner:
             result.warm_runtime_ms = [self._warm_time(lr) for lr in lr_inputs]
         return result
 
-    def _record(self, result: SplitResult, name: str, ms: float, sr: np.ndarray, hr: np.ndarray) -> None:
+    def _record(self, result: SplitResult, name: str, ms: float, sr: np.ndarray, hr: np.ndarray | None) -> None:
         result.names.append(name)
         result.runtime_ms.append(ms)
+        if hr is None:  # LR-only: nothing to measure against
+            return
         result.psnr.append(metrics.psnr(sr, hr, crop_border=self.scale))
         result.psnr_y.append(metrics.psnr(sr, hr, crop_border=self.scale, test_y_channel=True))
         if self.ssim:

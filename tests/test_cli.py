@@ -145,3 +145,22 @@ def test_out_of_memory_falls_back_to_tiling(tmp_path, capsys) -> None:
     result = runner.run(open_split(tmp_path))
     assert result.oom_fallback == ["big"] and result.tiled == ["big"]
     assert "falling back to tiled inference" in capsys.readouterr().err
+
+
+def test_lr_only_run_writes_sr_images_and_no_psnr(tmp_path, two_image_benchmark, test_weights, capsys) -> None:
+    """Without HR (the 2024/2025 test phase): the same SR images as a paired run, runtimes, and no PSNR keys."""
+    assert run_cli(tmp_path / "paired", "--data_dir", str(two_image_benchmark), "--weights", str(test_weights)) == 0
+    shutil.rmtree(two_image_benchmark / "HR")
+    assert run_cli(tmp_path, "--data_dir", str(two_image_benchmark), "--weights", str(test_weights)) == 2
+    assert "pass --lr_only" in capsys.readouterr().err
+    assert run_cli(tmp_path, "--data_dir", str(two_image_benchmark), "--weights", str(test_weights), "--lr_only") == 0
+    assert "LR only: no PSNR" in capsys.readouterr().out
+    rec = json.loads((tmp_path / "out" / "results.json").read_text())["10_MLRN-entire"]
+    assert rec["valid_lr_only"] is True and rec["lr_only"] is True and len(rec["valid_runtime"]) == 2
+    assert not [key for key in rec if "psnr" in key or "ssim" in key]
+    row = (tmp_path / "out" / "results.txt").read_text().splitlines()[1].split("\t")
+    assert row[0].strip() == "10_MLRN-entire" and row[1].strip() == "-"
+    for name in ("img_002", "img_005"):
+        sr = read_rgb(tmp_path / "sr" / "10_MLRN-entire" / "valid" / f"{name}.png")
+        assert np.array_equal(sr, read_rgb(tmp_path / "paired" / "sr" / "10_MLRN-entire" / "valid" / f"{name}.png"))
+        assert sr.shape[:2] == tuple(4 * n for n in read_rgb(two_image_benchmark / "LR_bicubic/X4" / f"{name}x4.png").shape[:2])

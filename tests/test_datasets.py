@@ -168,3 +168,38 @@ def test_gray_rgba_and_16bit_are_converted_predictably(tmp_path: Path) -> None:
     gray16 = np.array([[0, 128, 129, 65535]], np.uint16)  # 128/257 -> 0, 129/257 -> 1 (round), 65535 -> 255
     cv2.imwrite(str(tmp_path / "gray16.png"), gray16)
     assert read_rgb(tmp_path / "gray16.png")[0, :, 0].tolist() == [0, 0, 1, 255]
+
+
+def test_lr_only_2024_test_split_without_hr(tmp_path: Path, capsys) -> None:
+    """The 2024/2025 test phase: only DIV2K_LSDIR_test_LR exists (with the stray 0900.png of the README tree)."""
+    lr_dir = tmp_path / "DIV2K_LSDIR_test_LR"
+    for stem in ("0000101", "0901"):
+        write_png(lr_dir / f"{stem}x4.png", np.full((4, 5, 3), int(stem[-2:]), np.uint8))
+    write_png(lr_dir / "0900.png", np.zeros((4, 5, 3), np.uint8))
+    assert detect_layout(tmp_path) == "ntire2024"
+    with pytest.raises(KitError, match="DIV2K_LSDIR_test_HR, which does not exist; its LR folder .* pass --lr_only"):
+        open_split(tmp_path, "test")
+    split = open_split(tmp_path, "test", lr_only=True)
+    assert "ignoring 1 file(s)" in capsys.readouterr().err and not split.has_hr
+    assert [p.name for p in split.pairs] == ["0000101", "0901"]
+    for pair in split.pairs:
+        assert pair.hr_path is None and pair.lr_path == lr_dir / f"{pair.name}x4.png"
+        hr, lr = pair.load_inputs(4)
+        assert hr is None and lr.shape == (4, 5, 3) and int(lr[0, 0, 0]) == int(pair.name[-2:])
+        with pytest.raises(KitError, match="opened LR-only"):
+            pair.load(4)
+
+
+def test_lr_only_names_follow_each_layout(tmp_path: Path, benchmarks_dir: Path) -> None:
+    make_pair(tmp_path / "a", "DIV2K_test_HR", "DIV2K_test_LR", "0901", "{stem}.png")  # 2023 test: no x4 suffix
+    assert [p.name for p in open_split(tmp_path / "a", "test", lr_only=True).pairs] == ["0901"]
+    set5 = open_split(benchmarks_dir / "Set5", lr_only=True)  # HR present but ignored
+    assert [p.name for p in set5.pairs] == [p.name for p in open_split(benchmarks_dir / "Set5").pairs]
+    assert not set5.has_hr and all(p.lr_path.name == f"{p.name}x4.png" for p in set5.pairs)
+    plain = tmp_path / "photos"  # a plain folder read as LR images
+    write_png(plain / "cat.png", np.zeros((7, 9, 3), np.uint8))
+    split = open_split(plain, lr_only=True)
+    assert split.layout == "folder" and split.pairs[0].lr_path == plain / "cat.png"
+    assert split.pairs[0].load_inputs(4)[1].shape == (7, 9, 3)  # not modcropped: the LR is the input
+    with pytest.raises(KitError, match="--lr_only needs the LR folder"):
+        open_split(tmp_path / "a", "test", layout="ntire2024", lr_only=True)

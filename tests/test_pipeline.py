@@ -110,6 +110,21 @@ def test_pipelined_equals_split_runner(tmp_path: Path, rfdn, set5_three) -> None
     assert [line.split(":")[0] for line in lines] == [f"valid {k}/3 {n}" for k, n in enumerate(ref.names, 1)]
 
 
+def test_pipelined_lr_only_equals_split_runner(tmp_path: Path, rfdn, set5_three) -> None:
+    """LR-only (no HR): both loops give the same SR images of LR x 4 and no metrics."""
+    lr_only = dataclasses.replace(set5_three, pairs=tuple(dataclasses.replace(p, hr_path=None) for p in set5_three.pairs))
+    ref = _runner(SplitRunner, rfdn, tmp_path / "seq").run(lr_only)
+    lines: list[str] = []
+    got = _runner(PipelinedRunner, rfdn, tmp_path / "pipe", decode_workers=2, prefetch=2, progress=lines.append).run(lr_only)
+    assert got.names == ref.names == ["img_001", "img_002", "img_003"] and len(got.runtime_ms) == 3
+    assert not got.has_metrics and not ref.has_metrics and got.ssim == ref.ssim == []
+    for pair in lr_only.pairs:
+        sr = read_rgb(tmp_path / "pipe" / "valid" / f"{pair.name}.png")
+        np.testing.assert_array_equal(sr, read_rgb(tmp_path / "seq" / "valid" / f"{pair.name}.png"))
+        assert sr.shape[:2] == tuple(4 * n for n in read_rgb(pair.lr_path).shape[:2])
+    assert all("no HR" in line for line in lines)
+
+
 def test_fast_mode_on_cpu_names_its_engine(rfdn, set5_three, capsys) -> None:
     ref = _runner(SplitRunner, rfdn, None).run(set5_three)
     fast = FastForward(rfdn, CPU, FAST, copy_out=False)

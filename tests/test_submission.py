@@ -430,6 +430,29 @@ def test_package_writes_a_flat_zip_readme_and_factsheet(good_team, set5, tmp_pat
     assert f"| Runtime [ms / image] | {runtime_s * 1e3:.2f} |" in sheet
 
 
+def test_package_lr_only_test_split(good_team, benchmarks_dir, tmp_path, capsys) -> None:
+    """The 2024/2025 test phase: DIV2K_LSDIR_test_LR alone; the zip holds SR images named without the x4."""
+    lr_dir = tmp_path / "data" / "DIV2K_LSDIR_test_LR"
+    lr_dir.mkdir(parents=True)
+    for name in IMAGES:
+        shutil.copy(benchmarks_dir / "Set5" / "LR_bicubic" / "X4" / f"{name}x4.png", lr_dir / f"{name}x4.png")
+    out = tmp_path / "team00_test.zip"
+    argv = ("package", "--model_file", str(good_team), "--data_dir", str(tmp_path / "data"), "--split", "test",
+            "--out", str(out), "--device", "cpu")
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2 and "pass --lr_only" in err and not out.exists()
+    rc, _, err = run_cli(capsys, *argv, "--lr_only")
+    assert rc == 0 and err == "", err
+    with zipfile.ZipFile(out) as zf:
+        assert zf.namelist() == ["img_004.png", "img_005.png", "readme.txt"]
+        assert "mean of 2 test images" in zf.read("readme.txt").decode()
+        zf.extractall(tmp_path / "extracted")
+    for name in IMAGES:
+        lr = read_rgb(lr_dir / f"{name}x4.png")
+        assert read_rgb(tmp_path / "extracted" / f"{name}.png").shape == (4 * lr.shape[0], 4 * lr.shape[1], 3)
+    assert "| PSNR test [dB] | n/a (LR only: no HR) |" in (tmp_path / "team00_test_factsheet.md").read_text()
+
+
 def test_package_keeps_the_old_zip_when_the_model_is_broken(tmp_path, set5, capsys) -> None:
     path = team_folder(tmp_path, "team04_Broken.py",
                        TINY.format(name="Broken", factor=4, expr="self.up(self.conv(x)) * float('nan')"),

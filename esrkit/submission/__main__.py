@@ -47,10 +47,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                        help="validation folder (NTIRE or benchmark layout, or HR images); default: the demo photos")
     check.add_argument("--runs", type=int, default=3, help="timed repeats per image for the runtime ratio (default 3)")
 
-    package = sub.add_parser("package", help="run the entry on the validation LR images and write the upload zip")
+    package = sub.add_parser("package", help="run the entry on a split's LR images and write the upload zip")
     _add_model_args(package)
     package.add_argument("--data_dir", type=Path, required=True, help="the folder with the split's HR and LR images")
     package.add_argument("--split", default="valid", help="which split to package (default valid)")
+    package.add_argument("--lr_only", action="store_true",
+                         help="the split's LR images alone (the 2024/2025 test phase gives no HR): no PSNR")
     package.add_argument("--out", type=Path, required=True, help="the zip to write (replaced only once complete)")
     package.add_argument("--extra_data", action="store_true", help="trained with data beyond the challenge's")
     package.add_argument("--description", default="", help="the readme's 'Other description' (one line)")
@@ -78,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(report.render())
             return 0 if report.passed else 1
         result = run_package(candidate, PackageOptions(
-            data_dir=args.data_dir, out=args.out, split=args.split, layout=args.layout, device=args.device,
+            data_dir=args.data_dir, out=args.out, split=args.split, layout=args.layout, lr_only=args.lr_only,
+            device=args.device,
             extra_data=args.extra_data, description=args.description, factsheet=args.factsheet,
         ))
         print(f"wrote {result.zip_path} ({len(result.members)} files: {len(result.members) - 1} SR images + readme.txt) "

@@ -1,8 +1,9 @@
 """``package``: the upload -- SR PNGs of the validation LR images plus ``readme.txt`` in one flat zip --
 and a factsheet skeleton prefilled with the entry's measured numbers.
 
-The SR images are named as the 2023 kit saves them: the HR image's name (``0801.png``). The zip
-holds only files, no folder, and replaces an existing one only once it is complete.
+The SR images are named as the 2023 kit saves them: the HR image's name (``0801.png``; on an LR-only
+split, the LR's name without its suffix). The zip holds only files, no folder, and replaces an
+existing one only once it is complete.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class PackageOptions:
     out: Path
     split: str = "valid"
     layout: str = "auto"
+    lr_only: bool = False  # the split's LR images alone (no HR, so no PSNR in the factsheet)
     device: str = "auto"
     extra_data: bool = False
     description: str = ""
@@ -102,7 +104,7 @@ def factsheet_text(
         ("Runtime [ms / image]", f"{runtime_ms:.2f}",
          f"challenge protocol mean over {len(split)} {split.name} images (fp32, batch 1, no warm-up) on {on}"),
         ("GPU memory [MiB]", memory, "max_memory_allocated after the split"),
-        (f"PSNR {split.name} [dB]", f"{_mean(result.psnr):.2f}",
+        (f"PSNR {split.name} [dB]", f"{_mean(result.psnr):.2f}" if result.has_metrics else "n/a (LR only: no HR)",
          f"RGB, 4-pixel border, {split.layout} layout at {split.root}"),
     ]
     table = "\n".join(f"| {name} | {value} | {how} |" for name, value, how in rows)
@@ -153,7 +155,7 @@ def run_package(candidate: Candidate, options: PackageOptions) -> PackageResult:
     if out.suffix.lower() != ".zip":
         raise KitError(f"--out {out} must be a .zip file")
     factsheet_path = options.factsheet or out.with_name(f"{out.stem}_factsheet.md")
-    split = open_split(options.data_dir, options.split, options.layout, candidate.scale)
+    split = open_split(options.data_dir, options.split, options.layout, candidate.scale, lr_only=options.lr_only)
     device = pick_device(options.device)
     torch.backends.cudnn.benchmark = False
     model = candidate.load_model()
