@@ -60,15 +60,19 @@ _Y_OFFSET = 16.0
 _Y_WEIGHTS = (65.481, 128.553, 24.966)  # MATLAB rgb2ycbcr's BT.601 row, for values in [0, 255]
 
 
-def rgb_to_y(img: np.ndarray) -> np.ndarray:
-    """BT.601 luma of an HxWx3 RGB image with values in [0, 255], as MATLAB's ``rgb2ycbcr``.
+def _float64(img: ArrayT) -> ArrayT:
+    return img.double() if isinstance(img, torch.Tensor) else img.astype(np.float64)
+
+
+def rgb_to_y(img: ArrayT) -> ArrayT:
+    """BT.601 luma of an HxWx3 RGB image (array or tensor) with values in [0, 255], as MATLAB's ``rgb2ycbcr``.
 
     ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``, in [16, 235], float64 and not
     rounded (BasicSR's ``test_y_channel`` convention; MATLAB would round uint8 input).
     """
     if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"rgb_to_y expects an HxWx3 RGB image, got shape {img.shape}")
-    rgb = img.astype(np.float64)
+        raise ValueError(f"rgb_to_y expects an HxWx3 RGB image, got shape {tuple(img.shape)}")
+    rgb = _float64(img)
     r, g, b = _Y_WEIGHTS
     return _Y_OFFSET + (r * rgb[..., 0] + g * rgb[..., 1] + b * rgb[..., 2]) / 255.0
 
@@ -94,14 +98,12 @@ def _cropped(img1: ArrayT, img2: ArrayT, crop_border: int) -> tuple[ArrayT, Arra
     return img1[window], img2[window]
 
 
-def _prepare(
-    img1: np.ndarray, img2: np.ndarray, crop_border: int, test_y_channel: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check shapes, crop the border, optionally take Y; float64 out."""
+def _prepare(img1: ArrayT, img2: ArrayT, crop_border: int, test_y_channel: bool) -> tuple[ArrayT, ArrayT]:
+    """Check shapes, crop the border, optionally take Y; float64 out (arrays or tensors)."""
     img1, img2 = _cropped(img1, img2, crop_border)
     if test_y_channel:
         return rgb_to_y(img1), rgb_to_y(img2)
-    return img1.astype(np.float64), img2.astype(np.float64)
+    return _float64(img1), _float64(img2)
 
 
 def psnr(img1: np.ndarray, img2: np.ndarray, crop_border: int = 4, test_y_channel: bool = False) -> float:
@@ -134,15 +136,19 @@ def _filter_valid(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return sum(kernel[k] * rows[:, k : w - n + 1 + k] for k in range(n))
 
 
-def _ssim_plane(a: np.ndarray, b: np.ndarray, kernel: np.ndarray) -> float:
-    mu_a = _filter_valid(a, kernel)
-    mu_b = _filter_valid(b, kernel)
-    var_a = _filter_valid(a * a, kernel) - mu_a * mu_a
-    var_b = _filter_valid(b * b, kernel) - mu_b * mu_b
-    cov = _filter_valid(a * b, kernel) - mu_a * mu_b
+def _ssim_map(mu_a: ArrayT, mu_b: ArrayT, aa: ArrayT, bb: ArrayT, ab: ArrayT) -> ArrayT:
+    """Per-pixel SSIM from the windowed means of a, b, a*a, b*b and a*b (arrays or tensors)."""
+    var_a = aa - mu_a * mu_a
+    var_b = bb - mu_b * mu_b
+    cov = ab - mu_a * mu_b
     num = (2.0 * mu_a * mu_b + _SSIM_C1) * (2.0 * cov + _SSIM_C2)
     den = (mu_a * mu_a + mu_b * mu_b + _SSIM_C1) * (var_a + var_b + _SSIM_C2)
-    return float(np.mean(num / den))
+    return num / den
+
+
+def _ssim_plane(a: np.ndarray, b: np.ndarray, kernel: np.ndarray) -> float:
+    means = (_filter_valid(x, kernel) for x in (a, b, a * a, b * b, a * b))
+    return float(np.mean(_ssim_map(*means)))
 
 
 def _check_ssim_size(shape: tuple[int, ...]) -> None:
@@ -179,28 +185,9 @@ def tensor_to_uint8_torch(t: torch.Tensor, data_range: float) -> torch.Tensor:
     return x.to(torch.uint8).permute(1, 2, 0).contiguous()
 
 
-def rgb_to_y_torch(img: torch.Tensor) -> torch.Tensor:
-    """:func:`rgb_to_y` for an HxWx3 tensor (float64 out, same arithmetic)."""
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"rgb_to_y expects an HxWx3 RGB image, got shape {tuple(img.shape)}")
-    rgb = img.double()
-    r, g, b = _Y_WEIGHTS
-    return _Y_OFFSET + (r * rgb[..., 0] + g * rgb[..., 1] + b * rgb[..., 2]) / 255.0
-
-
-def _prepare_torch(
-    img1: torch.Tensor, img2: torch.Tensor, crop_border: int, test_y_channel: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_prepare` for tensors (same checks and crop; float64 out)."""
-    img1, img2 = _cropped(img1, img2, crop_border)
-    if test_y_channel:
-        return rgb_to_y_torch(img1), rgb_to_y_torch(img2)
-    return img1.double(), img2.double()
-
-
 def psnr_torch(img1: torch.Tensor, img2: torch.Tensor, crop_border: int = 4, test_y_channel: bool = False) -> torch.Tensor:
     """:func:`psnr` on tensors; ``inf`` for identical images."""
-    a, b = _prepare_torch(img1, img2, crop_border, test_y_channel)
+    a, b = _prepare(img1, img2, crop_border, test_y_channel)
     mse = (a - b).square().mean()
     return 20.0 * torch.log10(torch.full_like(mse, 255.0) / torch.sqrt(mse))  # a true division, as numpy's
 
@@ -212,17 +199,11 @@ def _channels_first(t: torch.Tensor) -> torch.Tensor:
 
 def ssim_torch(img1: torch.Tensor, img2: torch.Tensor, crop_border: int = 4, test_y_channel: bool = False) -> torch.Tensor:
     """:func:`ssim` on tensors: the same separable Gaussian window, valid region, constants and channel mean."""
-    a, b = _prepare_torch(img1, img2, crop_border, test_y_channel)
+    a, b = _prepare(img1, img2, crop_border, test_y_channel)
     _check_ssim_size(tuple(a.shape))
     a, b = _channels_first(a), _channels_first(b)
     c = a.shape[0]
     stack = torch.cat([a, b, a * a, b * b, a * b])[:, None]  # 5C x 1 x H x W, filtered in one go
     k = torch.from_numpy(_gaussian_1d()).to(stack.device)
     filtered = F.conv2d(F.conv2d(stack, k.view(1, 1, -1, 1)), k.view(1, 1, 1, -1))[:, 0]
-    mu_a, mu_b, aa, bb, ab = filtered.split(c)
-    var_a = aa - mu_a * mu_a
-    var_b = bb - mu_b * mu_b
-    cov = ab - mu_a * mu_b
-    num = (2.0 * mu_a * mu_b + _SSIM_C1) * (2.0 * cov + _SSIM_C2)
-    den = (mu_a * mu_a + mu_b * mu_b + _SSIM_C1) * (var_a + var_b + _SSIM_C2)
-    return (num / den).mean(dim=(1, 2)).mean()
+    return _ssim_map(*filtered.split(c)).mean(dim=(1, 2)).mean()
