@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -71,6 +72,17 @@ def complexity_markdown(rows: list[tuple[Entry, bool, Complexity]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def complexity_frame(rows: list[tuple[Entry, bool, Complexity]]) -> pd.DataFrame:
+    """The complexity table as exact integers, one row per entry (for --csv / --json)."""
+    return pd.DataFrame([
+        {"entry": entry.name, "trained": trained, "params": c.params, "flops_official": c.flops_official,
+         "flops_fvcore": c.flops_fvcore, "macs_ptflops": c.flops_ptflops, "activations": c.activations,
+         "num_conv": c.num_conv,
+         "fvcore_skipped_ops": ";".join(f"{k}={v}" for k, v in sorted(c.fvcore_unsupported.items()))}
+        for entry, trained, c in rows
+    ])
+
+
 def runtime_markdown(timings: list[tuple[Entry, Timing]], device: str, ratios: dict[str, float], baseline: str | None) -> str:
     mem = "peak mem [MiB] (reset per entry and input)"
     lines = [f"## Runtime and memory on {device}", "",
@@ -94,6 +106,11 @@ def run(args: argparse.Namespace) -> str:
         raise KitError(f"--weights has {len(args.weights)} file(s) for {len(entries)} --model_id entr(y/ies): give one per entry")
     weights = dict(zip((e.name for e in entries), args.weights or [None] * len(entries)))
     if args.complexity_only:
+        unsupported = [f"--{fmt}" for fmt in ("latex", "plot") if getattr(args, fmt) is not None]
+        if unsupported:
+            raise KitError(f"{' and '.join(unsupported)}: Table 3 outputs, which --complexity_only does not build; "
+                           f"drop {'them' if len(unsupported) > 1 else 'it'} or --complexity_only "
+                           f"(--markdown, --csv and --json work with it)")
         rows = []
         for entry in entries:
             model, trained = fresh_model(entry, weights[entry.name], torch.device("cpu"))
@@ -101,6 +118,11 @@ def run(args: argparse.Namespace) -> str:
         report = complexity_markdown(rows)
         if args.markdown:
             atomic_write(args.markdown, report)
+        table = complexity_frame(rows)
+        if args.csv:
+            atomic_write(args.csv, table.to_csv(index=False, lineterminator="\n"))
+        if args.json:
+            atomic_write(args.json, table.to_json(orient="records", indent=2) + "\n")
         return report
     baseline = None if args.baseline.lower() == "none" else get_entry(args.baseline)
     if baseline is not None and baseline.name not in weights:

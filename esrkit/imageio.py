@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from esrkit.atomic import atomic_path
+from esrkit.atomic import atomic_write
 from esrkit.errors import KitError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -57,5 +57,4 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
     if not ok:
         raise KitError(f"cannot encode {path} as PNG")
-    with atomic_path(path) as tmp:
-        encoded.tofile(tmp)
+    atomic_write(path, encoded.tobytes())

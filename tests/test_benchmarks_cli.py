@@ -18,6 +18,28 @@ def test_complexity_only_names_every_counter(capsys) -> None:
     assert "official hook counter" in out and "fvcore" in out and "ptflops" in out
 
 
+def test_complexity_only_writes_exact_integers_as_csv_and_json(tmp_path: Path, capsys) -> None:
+    csv, js = tmp_path / "c.csv", tmp_path / "c.json"
+    assert main(["--model_id", "MLRN-entire", "RFDN", "--complexity_only", "--csv", str(csv), "--json", str(js)]) == 0
+    df = pd.read_csv(csv)
+    assert df.equals(pd.read_json(js))
+    mlrn, rfdn = df.set_index("entry").loc["MLRN-entire"], df.set_index("entry").loc["RFDN"]
+    # The paper's Table 3 row (0.275 M, 16.85 G, 97.87 M, 43) and RFDN's published 0.433 M / 27.10 G / 112.03 M / 64.
+    assert (mlrn.params, mlrn.activations, mlrn.num_conv) == (274_710, 97_870_976, 43)
+    assert round(mlrn.flops_official / 1e9, 2) == 16.85 and round(rfdn.flops_official / 1e9, 2) == 27.10
+    assert (rfdn.params, rfdn.activations, rfdn.num_conv) == (433_448, 112_034_240, 64)
+    assert "aten::gelu=16" in mlrn.fvcore_skipped_ops
+    assert main(["--complexity_only", "--plot", str(tmp_path / "p.png")]) == 2
+    assert "--plot: Table 3 outputs" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
+
+
+def test_unwritable_output_is_one_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a_file").write_text("x")
+    assert main(["--complexity_only", "--markdown", str(tmp_path / "a_file" / "report.md")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot write") and "a_file/report.md" in err and len(err.splitlines()) == 1
+
+
 def test_full_report_on_cpu(tmp_path: Path, capsys) -> None:
     rc = main(["--model_id", "MLRN-entire", "--sizes", "256x256", "--repeats", "1", "--min_run_time", "0.05",
                "--csv", str(tmp_path / "t.csv"), "--markdown", str(tmp_path / "t.md"), "--plot", str(tmp_path / "t.png"),

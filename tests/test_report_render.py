@@ -131,9 +131,9 @@ def test_failed_write_leaves_previous_file_intact(report: pd.DataFrame, tmp_path
         raise OSError("disk full")
 
     monkeypatch.setattr(esrkit.atomic.os, "fsync", crash)  # data written to the temp file, then the crash
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(KitError, match=r"cannot write .*table3.csv: disk full.*existing file was left as it was"):
         render.to_csv(report, csv)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(KitError, match="cannot write .*table3.png: disk full"):
         render.plot(report, png)
     assert csv.read_text() == "previous csv\n" and png.read_bytes() == b"previous png"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table3.csv", "table3.png"]
