@@ -132,6 +132,19 @@ def check_sr_shape(name: str, sr: tuple[int, ...], lr: tuple[int, ...], hr: tupl
         )
 
 
+SMALL_LR = 64  # LR side below which a failing forward is most likely a too-small image
+
+
+def forward_failed(name: str, x: torch.Tensor, exc: RuntimeError) -> KitError:
+    """One line for a forward pass that raised: which image, its LR size, torch's first line and a hint."""
+    h, w = x.shape[-2:]
+    first = (str(exc).strip().splitlines() or ["(no message)"])[0]
+    hint = ("the image may be smaller than the network supports (ESA's stride-2 conv and 7x7 pooling need about "
+            "15x15 LR pixels): remove or enlarge it" if min(h, w) < SMALL_LR else
+            "check that the entry, its weights and --device fit together")
+    return KitError(f"the model failed on {name} (LR {w}x{h}): {first} -- {hint}")
+
+
 @dataclass
 class SplitResult:
     """Everything measured on one split; per-image lists follow ``names``."""
@@ -204,19 +217,27 @@ class SplitRunner:
         try:
             return time_it(lambda: self.forward(x))
         except torch.OutOfMemoryError:
-            if self.tile is not None and self.tile <= OOM_FALLBACK_TILE:
-                raise KitError(
-                    f"out of GPU memory on {name} even with {self.tile}-px tiles: use a smaller --tile or --device cpu"
-                ) from None
-            torch.cuda.empty_cache()
-            self.tile = OOM_FALLBACK_TILE
-            print(
-                f"warning: out of GPU memory on {name} ({tuple(x.shape[-2:])}); falling back to tiled inference "
-                f"(tile {self.tile}, overlap {self.tile_overlap}) for this and the following images",
-                file=sys.stderr,
+            return self._retry_tiled(x, name, result, time_it)
+        except RuntimeError as exc:  # e.g. an LR image smaller than the network's pooling windows
+            raise forward_failed(name, x, exc) from None
+
+    def _retry_tiled(
+        self, x: torch.Tensor, name: str, result: SplitResult, time_it: Timer
+    ) -> tuple[torch.Tensor, float]:
+        """After running out of GPU memory on ``name``: tiles from now on (an error if already tiled small)."""
+        if self.tile is not None and self.tile <= OOM_FALLBACK_TILE:
+            raise KitError(
+                f"out of GPU memory on {name} even with {self.tile}-px tiles: use a smaller --tile or --device cpu"
             )
-            result.oom_fallback.append(name)
-            return time_it(lambda: self.forward(x))
+        torch.cuda.empty_cache()
+        self.tile = OOM_FALLBACK_TILE
+        print(
+            f"warning: out of GPU memory on {name} ({tuple(x.shape[-2:])}); falling back to tiled inference "
+            f"(tile {self.tile}, overlap {self.tile_overlap}) for this and the following images",
+            file=sys.stderr,
+        )
+        result.oom_fallback.append(name)
+        return time_it(lambda: self.forward(x))
 
     def run(self, split: Split) -> SplitResult:
         on_cuda = self.device.type == "cuda"

@@ -164,3 +164,13 @@ def test_lr_only_run_writes_sr_images_and_no_psnr(tmp_path, two_image_benchmark,
         sr = read_rgb(tmp_path / "sr" / "10_MLRN-entire" / "valid" / f"{name}.png")
         assert np.array_equal(sr, read_rgb(tmp_path / "paired" / "sr" / "10_MLRN-entire" / "valid" / f"{name}.png"))
         assert sr.shape[:2] == tuple(4 * n for n in read_rgb(two_image_benchmark / "LR_bicubic/X4" / f"{name}x4.png").shape[:2])
+
+
+def test_image_too_small_for_the_network_is_one_line(tmp_path, test_weights, capsys) -> None:
+    """A 40x40 photo gives a 10x10 LR, below what ESA's pooling accepts: a one-line error naming the image."""
+    folder = tmp_path / "photos"
+    write_png(folder / "tiny.png", np.zeros((40, 40, 3), np.uint8))
+    assert run_cli(tmp_path, "--data_dir", str(folder), "--weights", str(test_weights)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the model failed on tiny (LR 10x10)") and "remove or enlarge it" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out" / "results.json").exists()
