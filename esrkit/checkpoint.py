@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -29,12 +28,15 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise KitError(
-            f"refusing to load {path}: it holds pickled objects other than tensors, and loading it "
-            f"could run arbitrary code (weights_only=True). Re-save it as a state_dict: "
-            f"torch.save(model.state_dict(), PATH). Detail: {str(exc).splitlines()[0]}"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        blocked = next((line for line in str(exc).splitlines() if "global" in line.lower()), None)
+        if blocked is not None:  # a real pickle that names code to run
+            raise KitError(
+                f"refusing to load {path}: it holds pickled objects other than tensors, and loading it "
+                f"could run arbitrary code (weights_only=True). Re-save it as a state_dict: "
+                f"torch.save(model.state_dict(), PATH). Detail: {blocked.strip()}"
+            ) from None
+        raise KitError(f"cannot read {path} as a PyTorch checkpoint (not a .pth file?): it is not a valid pickle") from None
+    except Exception as exc:  # torch.load of a file that is not a checkpoint raises many types (KeyError for text)
         raise KitError(
             f"cannot read {path} as a PyTorch checkpoint (truncated or not a .pth file?): "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"

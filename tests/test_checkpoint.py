@@ -80,6 +80,10 @@ def test_missing_truncated_and_foreign_files(tmp_path: Path, mlrn_state) -> None
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(KitError, match=r"cannot read .*cut\.pth"):
         read_checkpoint(tmp_path / "cut.pth")
+    for name, content in (("notes.txt", b"hi\n"), ("empty.pth", b""), ("image.png", b"\x89PNG\r\n\x1a\n" + bytes(64))):
+        (tmp_path / name).write_bytes(content)  # not checkpoints at all: text, nothing, an image
+        with pytest.raises(KitError, match=f"cannot read .*{name}"):
+            read_checkpoint(tmp_path / name)
     torch.save({"optimizer": {"lr": 0.1}, "epoch": 3}, tmp_path / "other.pth")
     with pytest.raises(KitError, match="none of the usual wrappers"):
         read_checkpoint(tmp_path / "other.pth")
