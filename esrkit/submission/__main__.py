@@ -1,6 +1,7 @@
-"""Command line of the submission kit: ``python -m esrkit.submission {check,package} ...``.
+"""Command line of the submission kit: ``python -m esrkit.submission {check,package,export} ...``.
 
-Exit codes: 0 all rules passed (check) or the upload was written (package); 1 a rule failed;
+Exit codes: 0 all rules passed (check), the upload was written (package) or the files were (export);
+1 a rule failed;
 2 a usage error (one line on stderr saying what to fix); 130 interrupted.
 """
 
@@ -14,7 +15,9 @@ from typing import Sequence
 from esrkit.datasets import LAYOUTS
 from esrkit.cli import run_guarded
 from esrkit.submission.candidate import Candidate, from_entry, from_model_file
+from esrkit.registry import get_entry
 from esrkit.submission.check import YEARS, CheckOptions, run_check
+from esrkit.submission.export import default_name, export_entry
 from esrkit.submission.package import PackageOptions, run_package
 
 
@@ -58,7 +61,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     package.add_argument("--description", default="", help="the readme's 'Other description' (one line)")
     package.add_argument("--factsheet", type=Path, default=None,
                          help="factsheet skeleton to write (default: <out stem>_factsheet.md beside the zip)")
+    export = sub.add_parser("export", help="write a registered entry as one self-contained models/teamNN_Name.py "
+                                           "and model_zoo/teamNN_name.pth, checked to reproduce it exactly")
+    export.add_argument("--model_id", required=True, help="a registered entry: name or numeric id")
+    export.add_argument("--weights", type=Path, default=None, help="weights file (default: the entry's in model_zoo/)")
+    export.add_argument("--team", type=int, required=True, help="your two-digit team id")
+    export.add_argument("--name", default=None,
+                        help="the model's class and file name (default: the class the entry builds, or the entry's "
+                             "name when its builder passes non-default arguments)")
+    export.add_argument("--out", type=Path, required=True,
+                        help="the submission folder; models/ and model_zoo/ are made in it (nothing is overwritten)")
     return parser.parse_args(argv)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    entry = get_entry(args.model_id)
+    model, weights = entry.load(args.weights)
+    result = export_entry(entry, model, args.team, args.name or default_name(entry), args.out)
+    print(f"wrote {result.model_file} (class {result.class_name}, from {', '.join(result.sources)}) and "
+          f"{result.weights_file} ({weights.name} re-saved as a plain state_dict); the file alone reproduces "
+          f"{entry.name} bit for bit")
+    print(f"next: python -m esrkit.submission check --model_file {result.model_file} --scale {entry.scale} "
+          f"--data_range {entry.data_range:g}")
+    return 0
 
 
 def load_candidate(args: argparse.Namespace) -> Candidate:
@@ -72,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
+        if args.command == "export":
+            return run_export(args)
         candidate = load_candidate(args)
         if args.command == "check":
             options = CheckOptions(baseline=args.baseline, baseline_weights=args.baseline_weights, year=args.year,

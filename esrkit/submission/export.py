@@ -1,0 +1,296 @@
+"""``export``: a registered entry as the challenge wants it: one self-contained ``models/teamNN_Name.py``
+(torch only) and its weights as ``model_zoo/teamNN_name.pth``.
+
+The kit keeps one architecture per file and shares blocks (``models/esa.py``); the organisers copy a
+single file into their own ``models/`` folder. The export reads the source of the entry's module with
+``ast``, keeps the classes, functions and constants the network really uses (following names across
+``from models.X import Y``), drops the kit's registration, and adds a class that builds the entry with
+no arguments when the builder passed any. The weights are re-saved as a plain state_dict under the
+kit's key names. Before anything is put in place, the written file is imported on its own, loaded
+strictly with the written weights, and must give bit-identical outputs to the kit's entry.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from esrkit import __version__
+from esrkit.atomic import atomic_path, atomic_write
+from esrkit.errors import KitError
+from esrkit.registry import Entry
+from esrkit.submission.candidate import from_model_file
+from esrkit.submission.layout import MODEL_FILE_RE, check_imports
+
+PROBE_SIZE = 48  # LR pixels of the output comparison (above ESA's minimum of about 15)
+PORTABLE_PACKAGES = frozenset({"torch", "numpy"})
+KIT_MODELS_PACKAGE = "models"  # blocks imported from here are inlined
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The two files written, the class the organisers build, and the modules the source came from."""
+
+    model_file: Path
+    weights_file: Path
+    class_name: str
+    sources: list[str]
+
+
+def constructor_arguments(entry: Entry) -> tuple[type[nn.Module], dict[str, object]]:
+    """The class the entry's builder instantiates and the arguments it passes (recorded while it builds)."""
+    cls = type(entry.build())
+    signature = inspect.signature(cls.__init__)
+    recorded: list[dict[str, object]] = []
+    original = cls.__init__
+
+    def recording_init(self: nn.Module, *args: object, **kwargs: object) -> None:
+        if not recorded:  # the outermost call is the entry's own
+            bound = signature.bind(self, *args, **kwargs).arguments
+            recorded.append({k: v for k, v in list(bound.items())[1:]})
+        original(self, *args, **kwargs)
+
+    cls.__init__ = recording_init  # type: ignore[method-assign]
+    try:
+        entry.builder()
+    finally:
+        cls.__init__ = original  # type: ignore[method-assign]
+    return cls, recorded[0]
+
+
+@dataclass
+class _Module:
+    """One kit module's top-level definitions (name -> statement) and what it imports."""
+
+    name: str
+    source: str
+    definitions: dict[str, ast.stmt]
+    kit_imports: dict[str, tuple[str, str]]  # local name -> (kit module, name there)
+    portable_imports: list[str]  # import statements of torch / numpy / the standard library
+    foreign_imports: dict[str, str]  # local name -> the module it comes from (fine only while unused)
+
+
+def _is_registration(node: ast.stmt) -> bool:
+    return any("register_entry" in ast.unparse(d) for d in getattr(node, "decorator_list", []))
+
+
+def _read_module(module: ModuleType) -> _Module:
+    source = inspect.getsource(module)
+    tree = ast.parse(source)
+    info = _Module(module.__name__, source, {}, {}, [], {})
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and not _is_registration(node):
+            info.definitions[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    info.definitions[target.id] = node
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == KIT_MODELS_PACKAGE:
+            for alias in node.names:
+                if alias.asname is not None:
+                    raise KitError(f"cannot export {module.__name__}: 'import {alias.name} as {alias.asname}' "
+                                   f"from {node.module}; import kit blocks under their own names")
+                info.kit_imports[alias.name] = (node.module, alias.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            if all(m.split(".")[0] in PORTABLE_PACKAGES or m.split(".")[0] in sys.stdlib_module_names for m in modules):
+                info.portable_imports.append(ast.unparse(node))
+            else:  # the kit's registry (used only by the dropped builders) or a third-party package
+                for alias in node.names:
+                    bound = alias.asname or alias.name.split(".")[0]
+                    info.foreign_imports[bound] = node.module if isinstance(node, ast.ImportFrom) else alias.name
+    return info
+
+
+def _referenced_names(node: ast.stmt) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _statement_source(module: _Module, node: ast.stmt) -> str:
+    """The statement's lines as written (decorators included, comments inside kept)."""
+    lines = module.source.splitlines()
+    start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    return "\n".join(lines[start - 1 : node.end_lineno])
+
+
+def collect_source(cls: type[nn.Module]) -> tuple[list[str], list[str], list[str]]:
+    """(import statements, definitions' source in a valid order, kit modules used) for ``cls`` and all it uses."""
+    modules: dict[str, _Module] = {}
+    needed, uses = _needed_definitions(cls, modules)
+    order = _dependency_order(cls.__module__, uses)
+    _check_portable(cls, modules, needed)
+    seen: dict[str, str] = {}
+    imports: list[str] = []
+    blocks: list[str] = []
+    for mod_name in order:
+        info, names = modules[mod_name], needed.get(mod_name, set())
+        for name in names:
+            if seen.setdefault(name, mod_name) != mod_name:
+                raise KitError(f"cannot export {cls.__name__}: {name} is defined in both {seen[name]} and {mod_name}")
+        imports += [s for s in info.portable_imports if s not in imports]
+        kept = {id(node): node for name, node in info.definitions.items() if name in names}
+        blocks += [_statement_source(info, node) for node in sorted(kept.values(), key=lambda n: n.lineno)]
+    return imports, blocks, order
+
+
+def _needed_definitions(
+    cls: type[nn.Module], modules: dict[str, _Module]
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """The names ``cls`` needs, per module (followed across ``from models.X import Y``), and which
+    kit modules each module takes names from."""
+    needed: dict[str, set[str]] = {}
+    uses: dict[str, set[str]] = {}
+    pending = [(cls.__module__, cls.__name__)]
+    while pending:
+        mod_name, name = pending.pop()
+        if mod_name not in modules:
+            modules[mod_name] = _read_module(sys.modules[mod_name])
+        info = modules[mod_name]
+        if name in info.kit_imports:
+            target = info.kit_imports[name]
+            uses.setdefault(mod_name, set()).add(target[0])
+            pending.append(target)
+        elif name in info.definitions and name not in needed.setdefault(mod_name, set()):
+            needed[mod_name].add(name)
+            refs = _referenced_names(info.definitions[name])
+            pending += [(mod_name, ref) for ref in refs if ref in info.definitions or ref in info.kit_imports]
+    return needed, uses
+
+
+def _dependency_order(root: str, uses: dict[str, set[str]]) -> list[str]:
+    """Modules from ``root`` down, each after the ones it takes names from."""
+    order: list[str] = []
+
+    def visit(mod_name: str) -> None:
+        if mod_name not in order:
+            for dependency in sorted(uses.get(mod_name, ())):
+                visit(dependency)
+            order.append(mod_name)
+
+    visit(root)
+    return order
+
+
+def _check_portable(cls: type[nn.Module], modules: dict[str, _Module], needed: dict[str, set[str]]) -> None:
+    """No needed definition uses a name imported from outside torch, numpy and the standard library."""
+    for mod_name, names in needed.items():
+        info = modules[mod_name]
+        for name in sorted(names):
+            foreign = sorted(_referenced_names(info.definitions[name]) & set(info.foreign_imports))
+            if foreign:
+                raise KitError(
+                    f"cannot export {cls.__name__}: {name} in {mod_name} uses {foreign[0]} from "
+                    f"{info.foreign_imports[foreign[0]]}, which the challenge environment does not have "
+                    f"(only torch, numpy and the standard library)"
+                )
+
+
+def _literal(value: object, key: str, entry: Entry) -> str:
+    if isinstance(value, (bool, int, float, str, type(None))) or (
+        isinstance(value, tuple) and all(isinstance(v, (bool, int, float, str)) for v in value)
+    ):
+        return repr(value)
+    raise KitError(f"cannot export {entry.name}: its builder passes {key}={value!r}, which is not a literal")
+
+
+def _defaults(cls: type[nn.Module]) -> dict[str, object]:
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def default_name(entry: Entry) -> str:
+    """The class the entry builds when it builds it with its defaults, else the entry's name as an identifier."""
+    cls, arguments = constructor_arguments(entry)
+    defaults = _defaults(cls)
+    if all(defaults.get(k, inspect.Parameter.empty) == v for k, v in arguments.items()):
+        return cls.__name__
+    return re.sub(r"\W", "_", entry.name)
+
+
+def model_file_text(entry: Entry, team: int, name: str, weights_name: str) -> tuple[str, str, list[str]]:
+    """The single-file source, the class the organisers build, and the kit modules it came from."""
+    cls, arguments = constructor_arguments(entry)
+    needs_wrapper = name != cls.__name__ or any(_defaults(cls).get(k, inspect.Parameter.empty) != v
+                                                for k, v in arguments.items())
+    if needs_wrapper and name == cls.__name__:
+        raise KitError(f"{entry.name} builds {cls.__name__} with arguments other than its defaults, so the exported "
+                       f"class needs a name of its own: choose a --name other than {cls.__name__}")
+    imports, blocks, sources = collect_source(cls)
+    call = ", ".join(f"{k}={_literal(v, k, entry)}" for k, v in arguments.items())
+    if needs_wrapper:
+        blocks.append(
+            f"class {name}({cls.__name__}):\n"
+            f'    """{entry.name} as registered in esrkit: {cls.__name__}({call})."""\n\n'
+            f"    def __init__(self) -> None:\n"
+            f"        super().__init__({call})"
+        )
+    module = f"team{team:02d}_{name}"
+    header = (
+        f'"""{entry.name} (x{entry.scale}, inputs and outputs in [0, {entry.data_range:g}]), exported by esrkit '
+        f"{__version__} from {', '.join(s.replace('.', '/') + '.py' for s in sources)}.\n\n"
+        f"Self-contained: torch only. The organisers load it as\n\n"
+        f"    from models.{module} import {name}\n"
+        f"    model = {name}()\n"
+        f'    model.load_state_dict(torch.load("model_zoo/{weights_name}"), strict=True)\n'
+        f'"""'
+    )
+    imports = "\n".join(s for s in imports if "__future__" not in s)
+    preamble = f"{header}\n\nfrom __future__ import annotations\n\n{imports}"
+    return "\n\n\n".join([preamble, *blocks]) + "\n", name, sources
+
+
+def export_entry(entry: Entry, model: nn.Module, team: int, name: str, out_dir: Path) -> ExportResult:
+    """Write ``out_dir/models/teamNN_Name.py`` and ``out_dir/model_zoo/teamNN_name.pth`` for ``model`` (the
+    entry with its weights loaded), after checking that the file alone reproduces the model exactly."""
+    if not 0 <= team <= 99:
+        raise KitError(f"--team {team}: the team id has two digits (0-99)")
+    model_file = out_dir / "models" / f"team{team:02d}_{name}.py"
+    if MODEL_FILE_RE.match(model_file.name) is None:
+        raise KitError(f"--name {name!r} does not give a valid teamNN_Name.py (letters, digits, _; a letter first)")
+    weights_file = out_dir / "model_zoo" / f"{model_file.stem.lower()}.pth"
+    existing = [p for p in (model_file, weights_file) if p.exists()]
+    if existing:
+        raise KitError(f"{existing[0]} already exists and was left as it was: remove it or choose another --out")
+    text, class_name, sources = model_file_text(entry, team, name, weights_file.name)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".esrkit_export_", dir=out_dir) as staging:
+        staged_file = Path(staging) / "models" / model_file.name
+        staged_weights = Path(staging) / "model_zoo" / weights_file.name
+        atomic_write(staged_file, text)
+        with atomic_path(staged_weights) as tmp:
+            torch.save(state, tmp)
+        _verify(entry, model, staged_file, staged_weights)
+        for staged, final in ((staged_file, model_file), (staged_weights, weights_file)):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(staged, final)
+    return ExportResult(model_file, weights_file, class_name, sources)
+
+
+def _verify(entry: Entry, model: nn.Module, model_file: Path, weights: Path) -> None:
+    """The written file, imported on its own and loaded strictly, gives the entry's outputs bit for bit."""
+    imports = check_imports(model_file)
+    if not imports.passed:
+        raise KitError(f"the exported file would fail the single-file rule ({imports.reason}); nothing was written")
+    candidate = from_model_file(model_file, weights, entry.scale, entry.data_range)
+    exported = candidate.load_model()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, PROBE_SIZE, PROBE_SIZE, generator=generator) * entry.data_range
+    reference = model.cpu().eval()
+    with torch.inference_mode():
+        same = torch.equal(exported(x), reference(x))
+    if not same:
+        raise KitError(f"the exported {model_file.name} does not reproduce {entry.name} exactly "
+                       f"(its builder does more than construct the class?); nothing was written")
