@@ -1,8 +1,7 @@
 """Command line of the submission kit: ``python -m esrkit.submission {check,package,export} ...``.
 
 Exit codes: 0 all rules passed (check), the upload was written (package) or the files were (export);
-1 a rule failed;
-2 a usage error (one line on stderr saying what to fix); 130 interrupted.
+1 a rule failed; 2 a usage error (one line on stderr saying what to fix); 130 interrupted.
 """
 
 from __future__ import annotations
