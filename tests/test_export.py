@@ -128,3 +128,4 @@ def test_a_network_that_needs_a_third_party_module_is_refused(tmp_path: Path) ->
     with pytest.raises(KitError, match="NeedsTheKit in .* uses metrics from esrkit, which the challenge environment"):
         export_entry(entry, entry.build(), 9, "NeedsTheKit", tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == []
+    assert "__init__" not in vars(NeedsTheKit)  # recording the builder's arguments left the class as it was

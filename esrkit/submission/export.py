@@ -30,10 +30,9 @@ from esrkit.atomic import atomic_path, atomic_write
 from esrkit.errors import KitError
 from esrkit.registry import Entry
 from esrkit.submission.candidate import from_model_file
-from esrkit.submission.layout import MODEL_FILE_RE, check_imports
+from esrkit.submission.layout import ALLOWED_PACKAGES, MODEL_FILE_RE, check_imports
 
 PROBE_SIZE = 48  # LR pixels of the output comparison (above ESA's minimum of about 15)
-PORTABLE_PACKAGES = frozenset({"torch", "numpy"})
 KIT_MODELS_PACKAGE = "models"  # blocks imported from here are inlined
 
 
@@ -52,7 +51,7 @@ def constructor_arguments(entry: Entry) -> tuple[type[nn.Module], dict[str, obje
     cls = type(entry.build())
     signature = inspect.signature(cls.__init__)
     recorded: list[dict[str, object]] = []
-    original = cls.__init__
+    original, own = cls.__init__, "__init__" in vars(cls)
 
     def recording_init(self: nn.Module, *args: object, **kwargs: object) -> None:
         if not recorded:  # the outermost call is the entry's own
@@ -64,7 +63,10 @@ def constructor_arguments(entry: Entry) -> tuple[type[nn.Module], dict[str, obje
     try:
         entry.builder()
     finally:
-        cls.__init__ = original  # type: ignore[method-assign]
+        if own:
+            cls.__init__ = original  # type: ignore[method-assign]
+        else:
+            del cls.__init__  # it was inherited: leave the class as it was
     return cls, recorded[0]
 
 
@@ -104,7 +106,7 @@ def _read_module(module: ModuleType) -> _Module:
                 info.kit_imports[alias.name] = (node.module, alias.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
-            if all(m.split(".")[0] in PORTABLE_PACKAGES or m.split(".")[0] in sys.stdlib_module_names for m in modules):
+            if all(m.split(".")[0] in ALLOWED_PACKAGES or m.split(".")[0] in sys.stdlib_module_names for m in modules):
                 info.portable_imports.append(ast.unparse(node))
             else:  # the kit's registry (used only by the dropped builders) or a third-party package
                 for alias in node.names:
