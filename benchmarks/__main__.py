@@ -21,7 +21,8 @@ import torch
 from tqdm import tqdm
 
 from benchmarks import render, table3
-from benchmarks.measure import FIXED_SIZES, Complexity, Timing, fresh_model, measure_complexity, time_fixed_input, time_split
+from benchmarks.measure import (FIXED_SIZES, Complexity, Timing, fresh_model, measure_complexity, time_fixed_input,
+                                time_split, weights_per_entry)
 from esrkit.atomic import atomic_write
 from esrkit.datasets import open_split
 from esrkit.cli import run_guarded
@@ -102,9 +103,7 @@ def runtime_markdown(timings: list[tuple[Entry, Timing]], device: str, ratios: d
 
 def run(args: argparse.Namespace) -> str:
     entries = [get_entry(m) for m in args.model_id]
-    if args.weights is not None and len(args.weights) != len(entries):
-        raise KitError(f"--weights has {len(args.weights)} file(s) for {len(entries)} --model_id entr(y/ies): give one per entry")
-    weights = dict(zip((e.name for e in entries), args.weights or [None] * len(entries)))
+    weights = dict(zip((e.name for e in entries), weights_per_entry(args.model_id, args.weights)))
     if args.complexity_only:
         unsupported = [f"--{fmt}" for fmt in ("latex", "plot") if getattr(args, fmt) is not None]
         if unsupported:

@@ -14,12 +14,14 @@ import gc
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.utils.benchmark as tbench
 from torch import nn
 
 from esrkit.complexity import fvcore_counts, official_counts, ptflops_counts
+from esrkit.errors import KitError
 from esrkit.registry import Entry
 from esrkit.runner import SplitRunner, Stopwatch, prepare_model
 from esrkit.datasets import Split
@@ -71,11 +73,27 @@ def load_entry(entry: Entry, weights: Path | None) -> tuple[nn.Module, bool]:
     return entry.load(weights)[0], True
 
 
-def _free(device: torch.device) -> None:
+def weights_per_entry(model_ids: Sequence[str], weights: Sequence[str | Path] | None) -> list[Path | None]:
+    """One weights file per ``--model_id`` (None, or ``-``, for the entry's own ``model_zoo`` file)."""
+    if weights is None:
+        return [None] * len(model_ids)
+    if len(weights) != len(model_ids):
+        raise KitError(f"--weights has {len(weights)} file(s) for {len(model_ids)} --model_id entr(y/ies): "
+                       f"give one per entry, '-' for the entry's default")
+    return [None if str(w) == "-" else Path(w) for w in weights]
+
+
+def free_device(device: torch.device) -> None:
+    """Drop what the previous model left: garbage, and the CUDA caching allocator's free blocks."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
+
+
+def _free(device: torch.device) -> None:
+    free_device(device)
+    if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
 

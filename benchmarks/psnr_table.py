@@ -17,11 +17,11 @@ from typing import Sequence
 
 import torch
 
+from benchmarks.measure import weights_per_entry
 from esrkit import metrics
 from esrkit.atomic import atomic_write
 from esrkit.cli import run_guarded
 from esrkit.datasets import Split, open_split
-from esrkit.errors import KitError
 from esrkit.imresize import imresize
 from esrkit.registry import get_entry
 from esrkit.runner import SplitRunner, pick_device, prepare_model
@@ -41,15 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.psnr_table", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_id", nargs="+", required=True)
-    p.add_argument("--weights", nargs="+", type=Path, default=None, help="one per entry (default: model_zoo files)")
+    p.add_argument("--weights", nargs="+", default=None, help="one per entry; '-' or none: its model_zoo file")
     p.add_argument("--sets", nargs="+", type=Path, required=True, help="benchmark folders (HR/ + LR_bicubic/X4/)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
     def body() -> int:
-        if args.weights is not None and len(args.weights) != len(args.model_id):
-            raise KitError("--weights needs one file per --model_id")
+        weights = weights_per_entry(args.model_id, args.weights)
         device = pick_device(args.device)
         splits = [open_split(s) for s in args.sets]
         names = [s.root.name for s in splits]
@@ -60,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append("| bicubic (MATLAB imresize) | " + " | ".join(cells) + " |")
         for i, name in enumerate(args.model_id):
             entry = get_entry(name)
-            model, _ = entry.load(args.weights[i] if args.weights else None)
+            model, _ = entry.load(weights[i])
             runner = SplitRunner(prepare_model(model, device), scale=entry.scale, data_range=entry.data_range,
                                  device=device, tile=entry.tile, tile_overlap=entry.tile_overlap)
             cells = []

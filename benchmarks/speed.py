@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import gc
 import math
 import os
 import shutil
@@ -41,18 +40,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.measure import load_entry
+from benchmarks.measure import free_device, fresh_model, weights_per_entry
 from esrkit import __version__
 from esrkit.atomic import atomic_write
 from esrkit.cli import run_guarded
 from esrkit.datasets import Split, open_split
-from esrkit.errors import KitError
 from esrkit.fastpath import FAST, FastForward, FastOptions
 from esrkit.imageio import read_rgb
 from esrkit.metrics import uint8_to_tensor
 from esrkit.pipeline import PipelinedRunner
 from esrkit.registry import REPO_ROOT, Entry, get_entry
-from esrkit.runner import CHALLENGE_ENGINE, SplitResult, SplitRunner, Stopwatch, device_name, pick_device, prepare_model
+from esrkit.runner import CHALLENGE_ENGINE, SplitResult, SplitRunner, Stopwatch, device_name, pick_device
 
 DEFAULT_ENTRIES = ["MLRN-entire", "RFDN", "RLFN", "EFDN", "IMDN"]
 SHARED = Path(os.environ.get("ESRKIT_SHARED", REPO_ROOT.parent / "shared"))
@@ -160,18 +158,10 @@ def psnr_pass(model: nn.Module, entry: Entry, device: torch.device, sets: Sequen
     return {s.root.name: runner.run(s).psnr for s in sets}
 
 
-def free(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-
-
 def measure_entry(entry: Entry, weights: Path | None, device: torch.device, sizes: Sequence[tuple[int, int]],
                   runs: int, variants: dict[str, FastOptions], sets: Sequence[Split]) -> EntryRows:
     """The challenge protocol and every variant of one entry (see the module docstring)."""
-    model, trained = load_entry(entry, weights)
-    model = prepare_model(model, device)
+    model, trained = fresh_model(entry, weights, device)
     inputs = {f"{h}x{w}": random_lr(h, w, entry.data_range, device) for h, w in sizes}
     challenge = Row("challenge protocol", CHALLENGE_ENGINE)
     torch.backends.cudnn.benchmark = False
@@ -197,7 +187,7 @@ def measure_entry(entry: Entry, weights: Path | None, device: torch.device, size
         else:
             print(f"  {entry.name} {label}: " + ", ".join(f"{k} {v:.3f} ms" for k, v in row.ms.items()), flush=True)
         del fast
-        free(device)
+        free_device(device)
     return rows
 
 
@@ -233,13 +223,12 @@ class Loop:
 def end_to_end(entry: Entry, weights: Path | None, device: torch.device, split: Split, rounds: int, ssim: bool,
                work: Path, decode_workers: int, write_workers: int) -> tuple[list[Loop], bool]:
     """Wall time of the sequential and the pipelined loops on ``split``, SR images saved, loops alternating."""
-    model, trained = load_entry(entry, weights)
-    model = prepare_model(model, device)
+    model, trained = fresh_model(entry, weights, device)
     for pair in split.pairs:  # the same page cache for every loop
         for path in (pair.hr_path, pair.lr_path):
             if path is not None:
                 path.read_bytes()
-    lr = split.pairs[0].load(entry.scale)[1]
+    lr = split.pairs[0].load_lr(entry.scale)
     model(uint8_to_tensor(lr, entry.data_range).to(device))  # CUDA / cuDNN initialised before any loop
     common = dict(scale=entry.scale, data_range=entry.data_range, device=device, tile=entry.tile,
                   tile_overlap=entry.tile_overlap, ssim=ssim)
@@ -254,7 +243,7 @@ def end_to_end(entry: Entry, weights: Path | None, device: torch.device, split: 
             else:
                 runner = PipelinedRunner(model, **common, save_dir=loop.out_dir, fast=fast if i == 2 else None,
                                          decode_workers=decode_workers, write_workers=write_workers)
-            free(device)
+            free_device(device)
             t0 = time.perf_counter()
             loop.result = runner.run(split)
             loop.walls.append(time.perf_counter() - t0)
@@ -298,7 +287,7 @@ def profile(entry: Entry, weights: Path | None, device: torch.device, size: tupl
     """Where the GPU time goes: the challenge path's and the fp16 channels_last eager path's top kernels."""
     if device.type != "cuda":
         return ["## Profile", "", "CUDA only: skipped."]
-    model = prepare_model(load_entry(entry, weights)[0], device)
+    model = fresh_model(entry, weights, device)[0]
     x = random_lr(*size, entry.data_range, device)
     lines = ["## Profile: top GPU kernels", "",
              f"{entry.name} at {size[0]}x{size[1]}, torch.profiler (CUDA activity), per forward, mean of 10. Eager paths "
@@ -432,15 +421,6 @@ def limited(split: Split, limit: int) -> Split:
     return dataclasses.replace(split, pairs=split.pairs[:limit]) if limit > 0 else split
 
 
-def resolve_weights(args: argparse.Namespace) -> list[Path | None]:
-    if args.weights is None:
-        return [None] * len(args.model_id)
-    if len(args.weights) != len(args.model_id):
-        raise KitError(f"--weights has {len(args.weights)} file(s) for {len(args.model_id)} --model_id entries; "
-                       "give one per entry, '-' for the entry's default")
-    return [None if w == "-" else Path(w) for w in args.weights]
-
-
 def run_e2e(args: argparse.Namespace, entries: Sequence[Entry], weights: Sequence[Path | None], device: torch.device,
             split: Split, rounds: int) -> tuple[list[Loop], dict[str, int], list[str]]:
     """The end-to-end comparison: loops, identical-PNG counts, its Markdown section."""
@@ -471,7 +451,7 @@ def run(args: argparse.Namespace) -> str:
     runs = args.runs or (50 if on_cuda else 3)
     rounds = args.rounds or (2 if on_cuda else 1)
     entries = [get_entry(m) for m in args.model_id]
-    weights = resolve_weights(args)
+    weights = weights_per_entry(args.model_id, args.weights)
     sets = [limited(open_split(d), args.limit) for d in [args.data_dir, *args.psnr_dirs]]
     compile_for = {get_entry(m).name for m in args.compile_for if m.lower() != "none"}
     if not on_cuda and (compile_for or any(v in COMPILE_VARIANTS for v in args.variants)):
@@ -509,7 +489,7 @@ def run(args: argparse.Namespace) -> str:
         loops, identical, section = run_e2e(args, entries, weights, device, sets[0], rounds)
         e2e_section.append(section)
         write()
-        free(device)
+        free_device(device)
     for entry, w in zip(entries, weights):
         print(f"{entry.name}: forward timing", flush=True)
         variants = {k: VARIANTS[k] for k in args.variants if k in VARIANTS}
@@ -521,7 +501,7 @@ def run(args: argparse.Namespace) -> str:
                         for k, v in variants.items()}
         all_rows.append(measure_entry(entry, w, device, sizes, runs, variants, sets))
         write()
-        free(device)
+        free_device(device)
     if args.profile:
         profile_section.append(profile(entries[0], weights[0], device, sizes[0]))
     text = write(final=True)

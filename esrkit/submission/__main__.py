@@ -16,7 +16,7 @@ from esrkit.cli import run_guarded
 from esrkit.submission.candidate import Candidate, from_entry, from_model_file
 from esrkit.registry import get_entry
 from esrkit.submission.check import YEARS, CheckOptions, run_check
-from esrkit.submission.export import default_name, export_entry
+from esrkit.submission.export import export_entry
 from esrkit.submission.package import PackageOptions, run_package
 
 
@@ -76,7 +76,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def run_export(args: argparse.Namespace) -> int:
     entry = get_entry(args.model_id)
     model, weights = entry.load(args.weights)
-    result = export_entry(entry, model, args.team, args.name or default_name(entry), args.out)
+    result = export_entry(entry, model, args.team, args.name, args.out)
     print(f"wrote {result.model_file} (class {result.class_name}, from {', '.join(result.sources)}) and "
           f"{result.weights_file} ({weights.name} re-saved as a plain state_dict); the file alone reproduces "
           f"{entry.name} bit for bit")

@@ -46,8 +46,23 @@ class ExportResult:
     sources: list[str]
 
 
-def constructor_arguments(entry: Entry) -> tuple[type[nn.Module], dict[str, object]]:
-    """The class the entry's builder instantiates and the arguments it passes (recorded while it builds)."""
+@dataclass(frozen=True)
+class BuildCall:
+    """The class an entry's builder instantiates and the arguments it passes to it."""
+
+    cls: type[nn.Module]
+    arguments: dict[str, object]
+
+    @property
+    def uses_defaults(self) -> bool:
+        """True when ``cls()`` alone builds the same network."""
+        params = list(inspect.signature(self.cls.__init__).parameters.values())[1:]
+        defaults = {p.name: p.default for p in params}
+        return all(defaults.get(k, inspect.Parameter.empty) == v for k, v in self.arguments.items())
+
+
+def build_call(entry: Entry) -> BuildCall:
+    """What the entry's builder instantiates, with which arguments (recorded while it builds)."""
     cls = type(entry.build())
     signature = inspect.signature(cls.__init__)
     recorded: list[dict[str, object]] = []
@@ -67,7 +82,7 @@ def constructor_arguments(entry: Entry) -> tuple[type[nn.Module], dict[str, obje
             cls.__init__ = original  # type: ignore[method-assign]
         else:
             del cls.__init__  # it was inherited: leave the class as it was
-    return cls, recorded[0]
+    return BuildCall(cls, recorded[0])
 
 
 @dataclass
@@ -206,36 +221,27 @@ def _literal(value: object, key: str, entry: Entry) -> str:
     raise KitError(f"cannot export {entry.name}: its builder passes {key}={value!r}, which is not a literal")
 
 
-def _defaults(cls: type[nn.Module]) -> dict[str, object]:
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
-
-
-def default_name(entry: Entry) -> str:
+def default_name(entry: Entry, call: BuildCall | None = None) -> str:
     """The class the entry builds when it builds it with its defaults, else the entry's name as an identifier."""
-    cls, arguments = constructor_arguments(entry)
-    defaults = _defaults(cls)
-    if all(defaults.get(k, inspect.Parameter.empty) == v for k, v in arguments.items()):
-        return cls.__name__
-    return re.sub(r"\W", "_", entry.name)
+    call = call or build_call(entry)
+    return call.cls.__name__ if call.uses_defaults else re.sub(r"\W", "_", entry.name)
 
 
-def model_file_text(entry: Entry, team: int, name: str, weights_name: str) -> tuple[str, str, list[str]]:
-    """The single-file source, the class the organisers build, and the kit modules it came from."""
-    cls, arguments = constructor_arguments(entry)
-    needs_wrapper = name != cls.__name__ or any(_defaults(cls).get(k, inspect.Parameter.empty) != v
-                                                for k, v in arguments.items())
-    if needs_wrapper and name == cls.__name__:
-        raise KitError(f"{entry.name} builds {cls.__name__} with arguments other than its defaults, so the exported "
-                       f"class needs a name of its own: choose a --name other than {cls.__name__}")
-    imports, blocks, sources = collect_source(cls)
-    call = ", ".join(f"{k}={_literal(v, k, entry)}" for k, v in arguments.items())
+def model_file_text(entry: Entry, call: BuildCall, team: int, name: str, weights_name: str) -> tuple[str, list[str]]:
+    """The single-file source whose class ``name`` builds the entry with no arguments, and the kit modules used."""
+    base = call.cls.__name__
+    needs_wrapper = name != base or not call.uses_defaults
+    if needs_wrapper and name == base:
+        raise KitError(f"{entry.name} builds {base} with arguments other than its defaults, so the exported "
+                       f"class needs a name of its own: choose a --name other than {base}")
+    imports, blocks, sources = collect_source(call.cls)
+    args = ", ".join(f"{k}={_literal(v, k, entry)}" for k, v in call.arguments.items())
     if needs_wrapper:
         blocks.append(
-            f"class {name}({cls.__name__}):\n"
-            f'    """{entry.name} as registered in esrkit: {cls.__name__}({call})."""\n\n'
+            f"class {name}({base}):\n"
+            f'    """{entry.name} as registered in esrkit: {base}({args})."""\n\n'
             f"    def __init__(self) -> None:\n"
-            f"        super().__init__({call})"
+            f"        super().__init__({args})"
         )
     module = f"team{team:02d}_{name}"
     header = (
@@ -247,14 +253,17 @@ def model_file_text(entry: Entry, team: int, name: str, weights_name: str) -> tu
         f'    model.load_state_dict(torch.load("model_zoo/{weights_name}"), strict=True)\n'
         f'"""'
     )
-    imports = "\n".join(s for s in imports if "__future__" not in s)
-    preamble = f"{header}\n\nfrom __future__ import annotations\n\n{imports}"
-    return "\n\n\n".join([preamble, *blocks]) + "\n", name, sources
+    portable = "\n".join(s for s in imports if "__future__" not in s)
+    preamble = f"{header}\n\nfrom __future__ import annotations\n\n{portable}"
+    return "\n\n\n".join([preamble, *blocks]) + "\n", sources
 
 
-def export_entry(entry: Entry, model: nn.Module, team: int, name: str, out_dir: Path) -> ExportResult:
+def export_entry(entry: Entry, model: nn.Module, team: int, name: str | None, out_dir: Path) -> ExportResult:
     """Write ``out_dir/models/teamNN_Name.py`` and ``out_dir/model_zoo/teamNN_name.pth`` for ``model`` (the
-    entry with its weights loaded), after checking that the file alone reproduces the model exactly."""
+    entry with its weights loaded), after checking that the file alone reproduces the model exactly.
+    ``name`` None: :func:`default_name`."""
+    call = build_call(entry)
+    name = name or default_name(entry, call)
     if not 0 <= team <= 99:
         raise KitError(f"--team {team}: the team id has two digits (0-99)")
     model_file = out_dir / "models" / f"team{team:02d}_{name}.py"
@@ -264,7 +273,7 @@ def export_entry(entry: Entry, model: nn.Module, team: int, name: str, out_dir: 
     existing = [p for p in (model_file, weights_file) if p.exists()]
     if existing:
         raise KitError(f"{existing[0]} already exists and was left as it was: remove it or choose another --out")
-    text, class_name, sources = model_file_text(entry, team, name, weights_file.name)
+    text, sources = model_file_text(entry, call, team, name, weights_file.name)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -278,7 +287,7 @@ def export_entry(entry: Entry, model: nn.Module, team: int, name: str, out_dir: 
         for staged, final in ((staged_file, model_file), (staged_weights, weights_file)):
             final.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(staged, final)
-    return ExportResult(model_file, weights_file, class_name, sources)
+    return ExportResult(model_file, weights_file, name, sources)
 
 
 def _verify(entry: Entry, model: nn.Module, model_file: Path, weights: Path) -> None:
