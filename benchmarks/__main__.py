@@ -1,8 +1,9 @@
-"""``python -m benchmarks``: the efficiency report of registered entries, placed in Table 3.
+"""``python -m benchmarks``: the efficiency report of entries and teams, placed in Table 3.
 
     python -m benchmarks                                   # MLRN-entire vs RFDN on this device, Table 3
     python -m benchmarks --model_id MLRN-entire RLFN --weights model_zoo/mlrn_entire_x4.pth W2 \\
         --data_dir DIV2K --markdown report.md --csv report.csv --plot report.png
+    python -m benchmarks --spec teams.toml --complexity_only --json counts.json    # teams as their spec says
 
 Every FLOPs column names its counter; every runtime names its device and protocol; a runtime
 measured here is set against the published ones only through its ratio to a baseline entry
@@ -14,21 +15,24 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 import torch
-from tqdm import tqdm
+from torch import nn
 
 from benchmarks import render, table3
 from benchmarks.measure import (FIXED_SIZES, Complexity, Timing, fresh_model, measure_complexity, time_fixed_input,
                                 time_split, weights_per_entry)
-from esrkit.atomic import atomic_write
-from esrkit.datasets import open_split
+from esrkit.atomic import atomic_write, check_writable_file
 from esrkit.cli import run_guarded
+from esrkit.datasets import open_split
+from esrkit.device import device_name, pick_device
+from esrkit.entry import Entry
 from esrkit.errors import KitError
-from esrkit.registry import DEFAULT_ENTRY, Entry, get_entry
-from esrkit.runner import device_name, pick_device
+from esrkit.progress import Progress
+from esrkit.registry import DEFAULT_ENTRY, get_entry
+from esrkit import spec
 
 DEFAULT_BASELINE = "RFDN"  # the NTIRE 2023 baseline
 
@@ -36,10 +40,12 @@ DEFAULT_BASELINE = "RFDN"  # the NTIRE 2023 baseline
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_id", nargs="+", default=[DEFAULT_ENTRY], help="entries by name or id")
+    p.add_argument("--model_id", nargs="+", default=None,
+                   help=f"entries by name or id (default: {DEFAULT_ENTRY} when no team is given)")
     p.add_argument("--weights", nargs="+", type=Path, default=None,
-                   help="weights files, one per --model_id in order (default: each entry's model_zoo file; "
-                        "an entry without weights is still counted and timed, and said to be untrained)")
+                   help="weights files, one per --model_id in order, then one for --model_file (default: each "
+                        "entry's model_zoo file; an entry without weights is still counted and timed, as untrained)")
+    spec.add_team_arguments(p)
     p.add_argument("--baseline", default=DEFAULT_BASELINE,
                    help=f"entry timed in the same run for the same-machine runtime ratio (default {DEFAULT_BASELINE}); "
                         "'none' to skip")
@@ -55,9 +61,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--complexity_only", action="store_true",
                    help="only the complexity table (no timing, no Table 3): needs no GPU and no weights")
     p.add_argument("--published", type=Path, default=None, help="published Table 3 CSV (default: ../shared/reference)")
-    for fmt in ("csv", "markdown", "latex", "json", "plot"):
+    for fmt in OUTPUTS:
         p.add_argument(f"--{fmt}", type=Path, default=None, help=f"write the report as {fmt} to this path")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
+
+
+OUTPUTS = ("csv", "markdown", "latex", "json", "plot")
+
+
+def entries_from_args(args: argparse.Namespace) -> list[tuple[Entry, Path | None]]:
+    """The registered entries (``--model_id``), then the teams (``--spec``, or one ``--model_file``), each with
+    its weights (None: the entry's own file)."""
+    teams: list[spec.TeamSpec] = []
+    if args.spec is not None:
+        flags = [f for f in spec.given_team_flags(args) if f != "--team"]
+        if flags or args.model_file is not None:
+            raise KitError(f"{', '.join(flags or ['--model_file'])}: with --spec the teams come from the file; drop them")
+        spec_file = spec.load_spec_file(args.spec)
+        teams = list(spec_file.teams) if args.team is None else [spec_file.select(args.team)]
+    model_ids = args.model_id if args.model_id is not None else ([] if teams or args.model_file else [DEFAULT_ENTRY])
+    weights = args.weights
+    team_weights = None
+    if args.model_file is not None:
+        if weights is not None and len(weights) == len(model_ids) + 1:
+            weights, team_weights = weights[:-1], weights[-1]
+        teams.append(spec.spec_from_flags(args, weights=team_weights))
+    if weights is not None and not model_ids:
+        raise KitError("--weights without --model_id: a team's weights come from its spec or --model_file's model_zoo/")
+    chosen = [(get_entry(m), w) for m, w in zip(model_ids, weights_per_entry(model_ids, weights))]
+    return chosen + [(spec.resolve(t), None) for t in teams]
 
 
 def complexity_markdown(rows: list[tuple[Entry, bool, Complexity]]) -> str:
@@ -65,21 +98,30 @@ def complexity_markdown(rows: list[tuple[Entry, bool, Complexity]]) -> str:
              "| Entry | Weights | #Params | FLOPs [G] official hook counter (2022-23, Table 3) | FLOPs [G] fvcore (2024-25) "
              "| MACs [G] ptflops (pytorch backend) | #Acts [M] | #Conv | fvcore skipped ops (counted 0) |",
              "|:---|:---|---:|---:|---:|---:|---:|---:|:---|"]
+    notes = []
     for entry, trained, c in rows:
         skipped = ", ".join(f"{k.removeprefix('aten::')}×{v}" for k, v in sorted(c.fvcore_unsupported.items())) or "none"
-        lines.append(f"| {entry.name} | {'trained' if trained else 'untrained (counted only)'} | {c.params:,} | "
-                     f"{c.flops_official / 1e9:.2f} | {c.flops_fvcore / 1e9:.2f} | {c.flops_ptflops / 1e9:.2f} | "
+        lines.append(f"| {entry.display_name} | {'trained' if trained else 'untrained (counted only)'} | {c.params:,} | "
+                     f"{c.flops_official / 1e9:.2f} | {_giga(c.flops_fvcore)} | {_giga(c.flops_ptflops)} | "
                      f"{c.activations / 1e6:.2f} | {c.num_conv} | {skipped} |")
-    return "\n".join(lines) + "\n"
+        notes += [f"- {entry.display_name}: {why}" for why in c.errors.values()]
+        if c.varies:
+            notes.append(f"- {entry.display_name}: {c.probe_note()}")
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def _giga(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 1e9:.2f}"
 
 
 def complexity_frame(rows: list[tuple[Entry, bool, Complexity]]) -> pd.DataFrame:
     """The complexity table as exact integers, one row per entry (for --csv / --json)."""
     return pd.DataFrame([
-        {"entry": entry.name, "trained": trained, "params": c.params, "flops_official": c.flops_official,
+        {"entry": entry.display_name, "trained": trained, "params": c.params, "flops_official": c.flops_official,
          "flops_fvcore": c.flops_fvcore, "macs_ptflops": c.flops_ptflops, "activations": c.activations,
          "num_conv": c.num_conv,
-         "fvcore_skipped_ops": ";".join(f"{k}={v}" for k, v in sorted(c.fvcore_unsupported.items()))}
+         "fvcore_skipped_ops": ";".join(f"{k}={v}" for k, v in sorted(c.fvcore_unsupported.items())),
+         "input_dependent": ";".join(f"{k}={a}/{b}" for k, (a, b) in c.varies.items()) or "none"}
         for entry, trained, c in rows
     ])
 
@@ -93,27 +135,50 @@ def runtime_markdown(timings: list[tuple[Entry, Timing]], device: str, ratios: d
     for entry, t in timings:
         peak = "—" if t.peak_mib is None else f"{t.peak_mib:.2f}"
         chal = "—" if t.challenge_mem_mib is None else f"{t.challenge_mem_mib:.2f}"
-        ratio = f"{ratios[entry.name]:.2f}×" if entry.name in ratios else "—"
-        lines.append(f"| {entry.name} | {t.input} | {t.challenge_ms:.2f} | {t.cold_ms:.2f} | "
+        ratio = f"{ratios[entry.display_name]:.2f}×" if entry.display_name in ratios else "—"
+        lines.append(f"| {entry.display_name} | {t.input} | {t.challenge_ms:.2f} | {t.cold_ms:.2f} | "
                      f"{t.robust_median_ms:.2f} ({t.robust_iqr_ms:.2f}) | {peak} | {chal} | {ratio} |")
     if device.startswith("CPU"):
         lines += ["", "CPU run: wall-clock timing, no GPU memory; not comparable with the published GPU runtimes."]
     return "\n".join(lines) + "\n"
 
 
-def run(args: argparse.Namespace) -> str:
-    entries = [get_entry(m) for m in args.model_id]
-    weights = dict(zip((e.name for e in entries), weights_per_entry(args.model_id, args.weights)))
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every report path can be written, before anything is measured."""
     if args.complexity_only:
         unsupported = [f"--{fmt}" for fmt in ("latex", "plot") if getattr(args, fmt) is not None]
         if unsupported:
             raise KitError(f"{' and '.join(unsupported)}: Table 3 outputs, which --complexity_only does not build; "
                            f"drop {'them' if len(unsupported) > 1 else 'it'} or --complexity_only "
                            f"(--markdown, --csv and --json work with it)")
-        rows = []
-        for entry in entries:
-            model, trained = fresh_model(entry, weights[entry.name], torch.device("cpu"))
-            rows.append((entry, trained, measure_complexity(model)))
+    for fmt in OUTPUTS:
+        if getattr(args, fmt) is not None:
+            check_writable_file(getattr(args, fmt), f"--{fmt}")
+
+
+def measured(entries: list[tuple[Entry, Path | None]], device: torch.device, progress: Progress,
+             timed: Callable[[nn.Module, Entry, bool], list[Timing]] | None
+             ) -> list[tuple[Entry, bool, Complexity, list[Timing]]]:
+    """Per entry (a fresh model each, the previous one freed): its counts and, with ``timed``, its timings."""
+    rows = []
+    with progress.bar(len(entries), "entries", unit="entry") as bar:
+        for entry, weights in entries:
+            bar.status(entry.display_name)
+            with entry.running_on(device):
+                model, trained = fresh_model(entry, weights, device)
+                complexity = measure_complexity(model)
+                rows.append((entry, trained, complexity, timed(model, entry, trained) if timed else []))
+            del model
+            bar.advance(entry.display_name)
+    return rows
+
+
+def run(args: argparse.Namespace) -> str:
+    check_outputs(args)
+    entries = entries_from_args(args)
+    progress = Progress(enabled=False if args.quiet else None)
+    if args.complexity_only:
+        rows = [(e, trained, c) for e, trained, c, _ in measured(entries, torch.device("cpu"), progress, None)]
         report = complexity_markdown(rows)
         if args.markdown:
             atomic_write(args.markdown, report)
@@ -124,53 +189,44 @@ def run(args: argparse.Namespace) -> str:
             atomic_write(args.json, table.to_json(orient="records", indent=2) + "\n")
         return report
     baseline = None if args.baseline.lower() == "none" else get_entry(args.baseline)
-    if baseline is not None and baseline.name not in weights:
-        entries.append(baseline)
-        weights[baseline.name] = args.baseline_weights
+    if baseline is not None and baseline.name not in {e.name for e, _ in entries if e.source is None}:
+        entries.append((baseline, args.baseline_weights))
     published = table3.load_published(args.published)
     device = pick_device(args.device)
     dev_name = device_name(device)
     split = open_split(args.data_dir) if args.data_dir is not None else None
     torch.backends.cudnn.benchmark = False
 
-    complexities: list[tuple[Entry, bool, Complexity]] = []
-    timings: list[tuple[Entry, Timing]] = []
-    main_timing: dict[str, Timing] = {}
-    bar = tqdm(entries, desc="entries", unit="entry", file=sys.stderr)
-    for entry in bar:
-        bar.set_postfix_str(entry.name)
-        model, trained = fresh_model(entry, weights[entry.name], device)
-        complexities.append((entry, trained, measure_complexity(model)))
+    def timed(model: nn.Module, entry: Entry, trained: bool) -> list[Timing]:
         if split is not None:
-            t = time_split(model, entry, split, device, args.repeats, trained)
-            timings.append((entry, t))
-        else:
-            for size in args.sizes:
-                t = time_fixed_input(model, FIXED_SIZES[size], device, args.repeats, args.min_run_time)
-                timings.append((entry, t))
-        main_timing[entry.name] = timings[-1][1] if split is not None else next(
-            t for e, t in timings if e is entry and t.input == args.sizes[-1])
-        del model
+            return [time_split(model, entry, split, device, args.repeats, trained)]
+        return [time_fixed_input(model, entry, FIXED_SIZES[size], device, args.repeats, args.min_run_time)
+                for size in args.sizes]
+
+    rows = measured(entries, device, progress, timed)
+    main_timing = {e.display_name: ts[-1] for e, _, _, ts in rows}  # the split, or the last fixed size
     ratios = {}
     if baseline is not None:
-        base_ms = main_timing[baseline.name].challenge_ms
+        base_ms = main_timing[baseline.display_name].challenge_ms
         ratios = {name: t.challenge_ms / base_ms for name, t in main_timing.items()}
 
-    rows = []
-    for entry, trained, c in complexities:
-        t = main_timing[entry.name]
+    table_rows = []
+    for entry, trained, c, _ in rows:
+        t = main_timing[entry.display_name]
         mem = t.challenge_mem_mib if split is not None else t.peak_mib
-        rows.append(table3.MeasuredRow(
-            team=entry.name, time_val=t.challenge_ms, psnr_val=t.psnr, params_M=c.params / 1e6,
-            flops_G=c.flops_official / 1e9, acts_M=c.activations / 1e6, mem_M=mem, num_conv=c.num_conv,
-            device=dev_name, note=f"runtime: challenge protocol on {t.input}" + ("" if trained else "; untrained weights"),
-            time_ratio_to_baseline=ratios.get(entry.name) if baseline is not None else None,
+        table_rows.append(table3.MeasuredRow(
+            team=entry.display_name, time_val=t.challenge_ms, psnr_val=t.psnr,
+            params_M=c.params / 1e6, flops_G=c.flops_official / 1e9, acts_M=c.activations / 1e6, mem_M=mem,
+            num_conv=c.num_conv, device=dev_name,
+            note=f"runtime: challenge protocol on {t.input}" + ("" if trained else "; untrained weights"),
+            time_ratio_to_baseline=ratios.get(entry.display_name) if baseline is not None else None,
             baseline=baseline.name if baseline is not None else "",
         ))
-    df = table3.rerank(table3.merge(published, rows))
+    df = table3.rerank(table3.merge(published, table_rows))
     notes = df.attrs.get(table3.NOTES_KEY, [])
-    parts = [complexity_markdown(complexities), runtime_markdown(timings, dev_name, ratios, baseline and baseline.name),
-             render.to_markdown(df, notes)]
+    timings = [(e, t) for e, _, _, ts in rows for t in ts]
+    parts = [complexity_markdown([(e, trained, c) for e, trained, c, _ in rows]),
+             runtime_markdown(timings, dev_name, ratios, baseline and baseline.name), render.to_markdown(df, notes)]
     if baseline is not None:
         parts.append(render.score_to_markdown(table3.score_2024(df, baseline.name)))
     report = "\n".join(parts)

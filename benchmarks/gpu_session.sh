@@ -52,7 +52,7 @@ if want train; then
 step "3. training throughput (issue 5): HR-256 patches/s end to end"
 SIZE="--steps 300"; [ -n "${QUICK:-}" ] && SIZE="--steps 2 --warmup 1 --batch_size 4 --patch_size 64"
 for flags in "" "--bf16" "--bf16 --channels_last"; do
-  $PY benchmarks/train_throughput.py --train_dir "$DATA/HR" $SIZE $flags >>"$LOG" 2>&1
+  $PY -m benchmarks.train_throughput --train_dir "$DATA/HR" $SIZE $flags >>"$LOG" 2>&1
 done
 fi
 

@@ -19,12 +19,13 @@ import torch
 
 from benchmarks.measure import weights_per_entry
 from esrkit import metrics
-from esrkit.atomic import atomic_write
+from esrkit.atomic import atomic_write, check_writable_file
 from esrkit.cli import run_guarded
 from esrkit.datasets import Split, open_split
+from esrkit.device import pick_device, prepare_model
+from esrkit.evaluation import Evaluator
 from esrkit.imresize import imresize
 from esrkit.registry import get_entry
-from esrkit.runner import SplitRunner, pick_device, prepare_model
 
 
 def bicubic_psnr(split: Split, scale: int) -> tuple[float, float]:
@@ -48,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def body() -> int:
+        if args.out is not None:
+            check_writable_file(args.out, "--out")
         weights = weights_per_entry(args.model_id, args.weights)
         device = pick_device(args.device)
         splits = [open_split(s) for s in args.sets]
@@ -59,16 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append("| bicubic (MATLAB imresize) | " + " | ".join(cells) + " |")
         for i, name in enumerate(args.model_id):
             entry = get_entry(name)
-            model, _ = entry.load(weights[i])
-            runner = SplitRunner(prepare_model(model, device), scale=entry.scale, data_range=entry.data_range,
-                                 device=device, tile=entry.tile, tile_overlap=entry.tile_overlap)
+            model = prepare_model(entry.load(weights[i]).model, device)
+            evaluator = Evaluator(model, scale=entry.scale, data_range=entry.data_range, device=device,
+                                  tile=entry.tile, tile_overlap=entry.tile_overlap, source=entry.name)
             cells = []
             for split in splits:
-                r = runner.run(split)
-                cells += [f"{statistics.fmean(r.psnr):.2f}", f"{statistics.fmean(r.psnr_y):.2f}"]
+                r = evaluator.run(split)
+                cells += [f"{r.mean('psnr'):.2f}", f"{r.mean('psnr_y'):.2f}"]
                 print(f"{entry.name} {split.root.name}: {cells[-2]} / {cells[-1]} dB", file=sys.stderr)
             lines.append(f"| {entry.name} | " + " | ".join(cells) + " |")
-            del model, runner
+            del model, evaluator
         table = "\n".join(lines) + "\n"
         print(table)
         if args.out:

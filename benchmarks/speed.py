@@ -12,8 +12,8 @@ Two questions in one run, on the device at hand (its name is printed and written
    Ratio = variant / challenge warm median. The variant's PSNR against the challenge path's on every
    image of ``--data_dir`` (and ``--psnr_dirs``): difference of the means and the largest per image.
 2. End to end, SR images saved, on ``--data_dir``: the sequential official-style loop
-   (``SplitRunner``: decode, forward, numpy metrics, PNG write, one image after another) against the
-   pipelined loop (``PipelinedRunner``, faithful timing) and the pipelined loop with the ``--fast`` path;
+   (:class:`~esrkit.evaluation.Evaluator`: decode, forward, numpy metrics, PNG write, one image after another)
+   against the same loop pipelined (faithful timing) and the pipelined loop with the ``--fast`` path;
    wall time, ratio, PSNR equality, identical SR pixels, and the faithful per-image runtime of both loops.
 
 The Markdown table is rewritten atomically after every entry, so a run cut short keeps what it measured.
@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import datetime
 import math
-import os
 import shutil
 import statistics
 import sys
@@ -40,21 +39,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.measure import free_device, fresh_model, weights_per_entry
+from benchmarks.measure import fresh_model, random_lr, weights_per_entry
 from esrkit import __version__
-from esrkit.atomic import atomic_write
+from esrkit.atomic import atomic_write, check_writable_file
 from esrkit.cli import run_guarded
 from esrkit.datasets import Split, open_split
+from esrkit.device import device_name, free_device, pick_device
+from esrkit.entry import Entry
+from esrkit.evaluation import CHALLENGE_ENGINE, Evaluator, LoopOptions, SplitRecord
 from esrkit.fastpath import FAST, FastForward, FastOptions
-from esrkit.imageio import read_rgb
-from esrkit.metrics import uint8_to_tensor
-from esrkit.pipeline import PipelinedRunner
-from esrkit.registry import REPO_ROOT, Entry, get_entry
-from esrkit.runner import CHALLENGE_ENGINE, SplitResult, SplitRunner, Stopwatch, device_name, pick_device
+from esrkit.imageio import read_rgb, uint8_to_tensor
+from esrkit.measure import timing
+from esrkit.metrics import selected
+from esrkit.paths import shared_path
+from esrkit.registry import get_entry
 
 DEFAULT_ENTRIES = ["MLRN-entire", "RFDN", "RLFN", "EFDN", "IMDN"]
-SHARED = Path(os.environ.get("ESRKIT_SHARED", REPO_ROOT.parent / "shared"))
-DEFAULT_DATA = SHARED / "data" / "benchmarks" / "B100"
+DEFAULT_DATA = shared_path("data", "benchmarks", "B100")
 TARGET_RATIO, TARGET_SPEEDUP, TARGET_PSNR_DB = 0.30, 2.0, 0.01
 
 VARIANTS: dict[str, FastOptions] = {
@@ -135,27 +136,17 @@ class EntryRows:
     variants: list[Row] = field(default_factory=list)
 
 
-def random_lr(h: int, w: int, data_range: float, device: torch.device) -> torch.Tensor:
-    """A random uint8 LR image made into a tensor as the challenge loop makes one (``uint8_to_tensor``: its
-    values, and its channels_last strides, which decide the convolutions' memory format)."""
-    img = np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-    return uint8_to_tensor(img, data_range).to(device)
-
-
 def isolated_ms(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device, runs: int) -> float:
     """Median of ``runs`` calls, each timed alone (events + synchronise, as the challenge times an image)."""
-    watch = Stopwatch(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return statistics.median(watch.time(lambda: fn(x))[1] for _ in range(max(runs, 1)))
+    return statistics.median(timing.repeat(lambda: fn(x), device, max(runs, 1)))
 
 
 def psnr_pass(model: nn.Module, entry: Entry, device: torch.device, sets: Sequence[Split],
               fast: FastForward | None) -> dict[str, list[float]]:
     """Per-image PSNR on every set through the pipelined loop (faithful when ``fast`` is None)."""
-    runner = PipelinedRunner(model, scale=entry.scale, data_range=entry.data_range, device=device, tile=entry.tile,
-                             tile_overlap=entry.tile_overlap, fast=fast)
-    return {s.root.name: runner.run(s).psnr for s in sets}
+    evaluator = Evaluator(model, scale=entry.scale, data_range=entry.data_range, device=device, tile=entry.tile,
+                          tile_overlap=entry.tile_overlap, fast=fast, loop=LoopOptions(pipelined=True), source=entry.name)
+    return {s.root.name: evaluator.run(s).metric("psnr") for s in sets}
 
 
 def measure_entry(entry: Entry, weights: Path | None, device: torch.device, sizes: Sequence[tuple[int, int]],
@@ -165,8 +156,8 @@ def measure_entry(entry: Entry, weights: Path | None, device: torch.device, size
     inputs = {f"{h}x{w}": random_lr(h, w, entry.data_range, device) for h, w in sizes}
     challenge = Row("challenge protocol", CHALLENGE_ENGINE)
     torch.backends.cudnn.benchmark = False
-    for key, x in inputs.items():  # called as SplitRunner calls it (no no_grad: nothing requires grad)
-        challenge.cold_ms[key] = Stopwatch(device).time(lambda: model(x))[1]
+    for key, x in inputs.items():  # called as the evaluation loop calls it (no no_grad: nothing requires grad)
+        challenge.cold_ms[key] = timing.Stopwatch(device).time(lambda: model(x))[1]
         challenge.ms[key] = isolated_ms(model, x, device, runs)
     challenge.psnr = psnr_pass(model, entry, device, sets, None)
     rows = EntryRows(entry, trained, challenge)
@@ -212,7 +203,7 @@ class Loop:
     label: str
     engine: str
     walls: list[float] = field(default_factory=list)
-    result: SplitResult | None = None
+    result: SplitRecord | None = None
     out_dir: Path | None = None
 
     @property
@@ -231,21 +222,19 @@ def end_to_end(entry: Entry, weights: Path | None, device: torch.device, split: 
     lr = split.pairs[0].load_lr(entry.scale)
     model(uint8_to_tensor(lr, entry.data_range).to(device))  # CUDA / cuDNN initialised before any loop
     common = dict(scale=entry.scale, data_range=entry.data_range, device=device, tile=entry.tile,
-                  tile_overlap=entry.tile_overlap, ssim=ssim)
+                  tile_overlap=entry.tile_overlap, metrics=selected(ssim=ssim), source=entry.name)
     fast = FastForward(model, device, FAST, copy_out=False, log=lambda msg: None)
     loops = [Loop("sequential (official-style)", CHALLENGE_ENGINE), Loop("pipelined", CHALLENGE_ENGINE),
              Loop("pipelined + fast path", fast.describe())]
+    pipelined = LoopOptions(pipelined=True, decode_workers=decode_workers, write_workers=write_workers)
     for r in range(rounds):
         for i, loop in enumerate(loops):
             loop.out_dir = work / f"loop{i}_round{r}"
-            if i == 0:
-                runner: SplitRunner = SplitRunner(model, **common, save_dir=loop.out_dir)
-            else:
-                runner = PipelinedRunner(model, **common, save_dir=loop.out_dir, fast=fast if i == 2 else None,
-                                         decode_workers=decode_workers, write_workers=write_workers)
+            evaluator = Evaluator(model, **common, loop=pipelined if i else LoopOptions(),  # type: ignore[arg-type]
+                                  fast=fast if i == 2 else None)
             free_device(device)
             t0 = time.perf_counter()
-            loop.result = runner.run(split)
+            loop.result = evaluator.run(split, loop.out_dir / split.name)
             loop.walls.append(time.perf_counter() - t0)
             print(f"  e2e round {r + 1}: {loop.label}: {loop.walls[-1]:.3f} s", flush=True)
     return loops, trained
@@ -369,10 +358,10 @@ def e2e_table(loops: Sequence[Loop], entry: Entry, trained: bool, split: Split, 
         r = loop.result
         assert r is not None
         same_names = r.names == seq.result.names
-        diff = max(abs(a - b) for a, b in zip(r.psnr, seq.result.psnr)) if same_names else math.nan
+        diff = max(abs(a - b) for a, b in zip(r.metric("psnr"), seq.result.metric("psnr"))) if same_names else math.nan
         lines.append(
             f"| {loop.label} | {loop.engine} | {', '.join(f'{w:.3f}' for w in loop.walls)} | {loop.best:.3f} "
-            f"| {seq.best / loop.best:.2f}x | {len(r.names) / loop.best:.1f} | {statistics.fmean(r.psnr):.4f} "
+            f"| {seq.best / loop.best:.2f}x | {len(r.names) / loop.best:.1f} | {r.mean('psnr'):.4f} "
             f"| {diff:.2e}{'' if same_names else ' (names differ!)'} | {identical.get(loop.label, len(r.names))}/{len(r.names)} "
             f"| {statistics.fmean(r.runtime_ms):.3f} |"
         )
@@ -402,7 +391,7 @@ def targets(all_rows: Sequence[EntryRows], loops: Sequence[Loop] | None, identic
         assert seq.result is not None and pipe.result is not None
         speedup = seq.best / pipe.best
         same = pipe.result.names == seq.result.names and max(
-            abs(a - b) for a, b in zip(pipe.result.psnr, seq.result.psnr)) <= 1e-3
+            abs(a - b) for a, b in zip(pipe.result.metric("psnr"), seq.result.metric("psnr"))) <= 1e-3
         lines.append(f"- end to end, pipelined (faithful) vs sequential: {speedup:.2f}x, PSNR "
                      f"{'identical (≤ 0.001 dB)' if same else 'DIFFERENT'}, "
                      f"{identical.get(pipe.label, 0)}/{len(pipe.result.names)} SR PNGs identical — target ≥ "
@@ -445,6 +434,7 @@ def run_e2e(args: argparse.Namespace, entries: Sequence[Entry], weights: Sequenc
 
 
 def run(args: argparse.Namespace) -> str:
+    check_writable_file(args.out, "--out")
     device = pick_device(args.device)
     on_cuda = device.type == "cuda"
     sizes = args.sizes or ([(339, 510), (256, 256)] if on_cuda else [(48, 64)])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -30,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from esrkit.errors import KitError
+from esrkit.paths import shared_path
 
 REFERENCE_NAME = "ntire2023_esr_table3.csv"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 REFERENCE_COLUMNS: tuple[str, ...] = (
     "team", "time_ave", "time_ave_rank", "time_val", "time_test", "psnr_val", "psnr_test",
@@ -69,9 +68,7 @@ NOT_STATED = "rule not stated in the paper"
 
 def default_path() -> Path:
     """Path of the published Table 3 CSV: ``$ESRKIT_SHARED/reference/`` or ``<repo>/../shared/reference/``."""
-    shared = os.environ.get("ESRKIT_SHARED")
-    base = Path(shared) if shared else REPO_ROOT.parent / "shared"
-    return base / "reference" / REFERENCE_NAME
+    return shared_path("reference", REFERENCE_NAME)
 
 
 def _parse_number(text: str, path: Path, line: int, team: str, column: str, integer: bool) -> float:

@@ -1,6 +1,6 @@
 """End-to-end training throughput (patches/s: on-device cropping + forward + backward + Adam).
 
-    python -m benchmarks.train_throughput                 # device-sized defaults; also runs as a script
+    python -m benchmarks.train_throughput                 # device-sized defaults
     python -m benchmarks.train_throughput --bf16 --channels_last --steps 300
     python -m benchmarks.train_throughput --device cpu --threads 1     # batch 4, 64 px, 20 steps on a CPU
 
@@ -16,24 +16,20 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # run as a script: make the kit importable
-    sys.path.insert(0, str(REPO_ROOT))
+from esrkit.cli import run_guarded
+from esrkit.device import device_name
+from esrkit.imageio import write_png
+from esrkit.measure.timing import wall_seconds
+from esrkit.paths import shared_path
+from esrkit.training.data import to_model_input
+from esrkit.training.loop import Trainer, TrainConfig
 
-from esrkit.errors import KitError  # noqa: E402
-from esrkit.imageio import write_png  # noqa: E402
-from esrkit.runner import device_name  # noqa: E402
-from esrkit.training.data import to_model_input  # noqa: E402
-from esrkit.training.loop import Trainer, TrainConfig  # noqa: E402
-
-DEFAULT_TRAIN_DIR = REPO_ROOT.parent / "shared" / "data" / "train"
+DEFAULT_TRAIN_DIR = shared_path("data", "train")
 # (batch, patch, timed steps, warm-up steps) when not given: the paper's recipe on a GPU, tiny on a CPU.
 GPU_DEFAULTS = (64, 256, 300, 30)
 CPU_DEFAULTS = (4, 64, 20, 3)
@@ -47,18 +43,11 @@ def synthetic_images(folder: Path, count: int, size: int = 512) -> Path:
     return folder
 
 
-def timed(fn: Callable[[], object], steps: int, device: torch.device) -> float:
-    """Seconds for ``steps`` calls of ``fn``, between two synchronisations of ``device``."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    sync()
-    return time.perf_counter() - start
-
-
 def main(argv: list[str] | None = None) -> int:
+    return run_guarded(lambda: measure(argv), "nothing was written")
+
+
+def measure(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_id", default="MLRN-entire")
     p.add_argument("--train_dir", nargs="+", default=None, help=f"default: {DEFAULT_TRAIN_DIR}")
@@ -91,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(model_id=args.model_id, train_dir=train_dirs, val_dir=None, out_dir=str(Path(tmp) / "run"),
                           iters=10**9, batch_size=batch, patch_size=patch, device=args.device, bf16=args.bf16,
                           channels_last=args.channels_last, compile=args.compile, workers=args.workers, progress=False)
-        try:
-            trainer = Trainer(cfg)
-        except KitError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        trainer = Trainer(cfg)
         device = trainer.device
 
         def data_only() -> None:
@@ -103,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
             to_model_input(lr, trainer.entry.data_range, args.channels_last)
             to_model_input(hr, trainer.entry.data_range, args.channels_last)
 
-        timed(trainer.train_step, warmup, device)
+        wall_seconds(trainer.train_step, device, warmup)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        step_s = timed(trainer.train_step, steps, device)
-        timed(data_only, warmup, device)
-        data_s = timed(data_only, steps, device)
+        step_s = wall_seconds(trainer.train_step, device, steps)
+        wall_seconds(data_only, device, warmup)
+        data_s = wall_seconds(data_only, device, steps)
 
     precision = "bf16 autocast" if args.bf16 else "fp32"
     print(f"device: {device_name(device)} (torch {torch.__version__})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -59,3 +60,129 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
             tmp.write_bytes(payload)
         except OSError as exc:
             raise _cannot_write(Path(path), exc) from None
+
+
+def _stage(path: Path, data: bytes | str) -> Path:
+    """``data`` in a synced temporary file beside ``path`` (with the mode ``path`` has or would get)."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _cannot_write(path, exc) from None
+    return Path(tmp)
+
+
+def replace_together(files: dict[Path, bytes | str | Path]) -> None:
+    """Write several files as one unit: every one is replaced, or (on any failure) none is.
+
+    A value is the new content, or a finished file on the same filesystem to move into place. All
+    contents are written and synced to temporary files beside their targets first (a full disk
+    fails here, before anything is replaced); the renames follow, each previous file kept aside until
+    all are done, so that should one rename fail the ones already made are undone.
+    """
+    staged: list[tuple[Path, Path]] = []
+    replaced: list[tuple[Path, Path | None]] = []  # (target, its previous content kept aside, or None)
+    try:
+        for path, data in files.items():
+            staged.append((data if isinstance(data, Path) else _stage(Path(path), data), Path(path)))
+        for tmp, path in staged:
+            previous = None
+            if path.exists():
+                previous = _stage(path.with_name(path.name + ".previous"), path.read_bytes())
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                if previous is not None:
+                    previous.unlink(missing_ok=True)
+                raise _cannot_write(path, exc) from None
+            replaced.append((path, previous))
+    except BaseException:
+        for path, previous in reversed(replaced):  # undo the renames already made
+            if previous is not None:
+                os.replace(previous, path)
+            else:
+                path.unlink(missing_ok=True)
+        replaced.clear()
+        raise
+    finally:
+        for _, previous in replaced:
+            if previous is not None:
+                previous.unlink(missing_ok=True)
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+
+
+class StagedFolder:
+    """The files of one run, written into a hidden folder beside ``final`` and moved into it only when
+    the run succeeds (a run that stops early leaves ``final`` as it was; each file appears whole).
+
+    ``with StagedFolder(final) as staging:`` -- write under ``staging``; on leaving the block without
+    an exception every file is moved to the same place under ``final`` (replacing one of the same
+    name, leaving the others), otherwise the staging folder is removed.
+    """
+
+    def __init__(self, final: str | Path) -> None:
+        self.final = Path(final)
+        self.staging: Path | None = None
+
+    def __enter__(self) -> Path:
+        try:
+            self.final.mkdir(parents=True, exist_ok=True)
+            self.staging = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.staging-", dir=self.final.parent))
+        except OSError as exc:
+            raise _cannot_write(self.final, exc) from None
+        return self.staging
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        assert self.staging is not None
+        try:
+            if exc_type is None:
+                self.commit()
+        finally:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def commit(self) -> None:
+        assert self.staging is not None
+        for source in sorted(p for p in self.staging.rglob("*") if p.is_file()):
+            target = self.final / source.relative_to(self.staging)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+            except OSError as exc:
+                raise _cannot_write(target, exc) from None
+
+
+def check_writable_folder(folder: str | Path, flag: str) -> Path:
+    """``folder`` exists (made if needed) and a file can be created in it -- before any work starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".esrkit_write_test_", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise KitError(f"{flag} {folder} is not writable ({exc.strerror or exc}): choose another {flag}") from None
+    return folder
+
+
+def check_writable_file(path: str | Path, flag: str) -> Path:
+    """``path`` can be written later (its folder is writable, it is not a folder) -- before any work starts."""
+    path = Path(path)
+    if path.is_dir():
+        raise KitError(f"{flag} {path} is a folder: give a file path")
+    parent = path.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise KitError(f"{flag} {path}: {existing} is a file, not a folder: choose another {flag}")
+    check_writable_folder(parent, flag)
+    return path

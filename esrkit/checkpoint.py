@@ -1,32 +1,43 @@
-"""Loading weights safely and strictly, with errors that say what does not match."""
+"""Loading weights: safely (never running a pickle), explicitly (never choosing between two sets of
+weights silently) and through the model's own ``load_state_dict`` (a team's override runs).
+
+- :func:`read_checkpoint` is the one ``torch.load`` of the kit (``weights_only=True``, CPU).
+- :func:`select_state_dict` finds the state_dict inside what was read: the file itself, or one under
+  a wrapper key (``params``, ``params_ema``, ``state_dict``, ...), or the one ``state_key`` names.
+  Where the file holds two different candidates (``params`` and ``params_ema``) and nothing says
+  which, it stops and names them with the flag that chooses. The kit's own training checkpoints
+  say it by their format: their model is ``params_ema`` when EMA was on, else ``params``.
+- :func:`load_state` loads it, strictly unless asked otherwise, and on a mismatch says which keys
+  are missing, unexpected or wrongly shaped.
+"""
 
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
 from esrkit.errors import KitError
 
-# Wrappers seen in challenge submissions, in order of preference (EMA weights first, as timm does).
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net")
+TRAINING_FORMAT = "esrkit-train-v1"  # written by esrkit.train (see esrkit.training.checkpointing)
 MAX_LISTED = 8
 
+StateDict = dict[str, torch.Tensor]
+CheckpointFilter = Callable[[StateDict], StateDict]
 
-def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state_dict from ``path`` without executing pickled code, and unwrap it.
 
-    Accepts a plain state_dict or one wrapped under any of :data:`WRAPPER_KEYS`, with or without a
-    ``module.`` prefix (DataParallel), saved on CPU or CUDA.
-    """
+def read_checkpoint(path: str | Path, what: str = "weights") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with one-line errors naming ``path``."""
     path = Path(path)
     if not path.is_file():
-        raise KitError(f"weights file not found: {path}")
+        raise KitError(f"{what} file not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         blocked = next((line for line in str(exc).splitlines() if "global" in line.lower()), None)
         if blocked is not None:  # a real pickle that names code to run
@@ -41,61 +52,148 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             f"cannot read {path} as a PyTorch checkpoint (truncated or not a .pth file?): "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from None
-    return unwrap_state_dict(obj, source=str(path))
 
 
-def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """Find the tensor dictionary inside a wrapped checkpoint and strip a ``module.`` prefix."""
-    while isinstance(obj, dict) and not _is_state_dict(obj):
-        wrapper = next((k for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], dict)), None)
-        if wrapper is None:
-            raise KitError(
-                f"{source} is not a state_dict and has none of the usual wrappers "
-                f"({', '.join(WRAPPER_KEYS)}); its top-level keys are {sorted(map(str, obj))[:MAX_LISTED]}"
-            )
-        obj = obj[wrapper]
-    if not isinstance(obj, dict) or not obj:
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _candidates(obj: Mapping, prefix: str = "") -> dict[str, StateDict]:
+    """Every state_dict reachable through wrapper keys, by dotted path (``params``, ``state_dict.model``)."""
+    found: dict[str, StateDict] = {}
+    for key in WRAPPER_KEYS:
+        value = obj.get(key)
+        if _is_state_dict(value):
+            found[prefix + key] = dict(value)
+        elif isinstance(value, Mapping):
+            found.update(_candidates(value, f"{prefix}{key}."))
+    return found
+
+
+def _same_tensors(a: StateDict, b: StateDict) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
+def _strip_module_prefix(state: StateDict) -> StateDict:
+    if all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _describe(found: Mapping[str, StateDict]) -> str:
+    return ", ".join(f"{k} ({len(v)} tensors)" for k, v in found.items())
+
+
+def select_state_dict(obj: object, state_key: str | None = None, source: str = "checkpoint") -> tuple[StateDict, str | None]:
+    """The state_dict inside a checkpoint, and where it was (None: the file itself is one).
+
+    ``state_key`` (dotted for nested wrappers, e.g. ``state_dict.model``) names it; without one the
+    choice must be unambiguous (see the module docstring). A ``module.`` prefix is stripped.
+    """
+    if state_key:
+        value: object = obj
+        for part in state_key.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                keys = sorted(map(str, value))[:MAX_LISTED] if isinstance(value, Mapping) else []
+                raise KitError(f"{source} has no {state_key!r} (its keys: {', '.join(keys) or 'none'}): fix --state_key")
+            value = value[part]
+        if not _is_state_dict(value):
+            raise KitError(f"{source}[{state_key!r}] holds {type(value).__name__}, not a state_dict of tensors: "
+                           f"fix --state_key")
+        return _strip_module_prefix(dict(value)), state_key  # type: ignore[arg-type]
+    if _is_state_dict(obj):
+        return _strip_module_prefix(dict(obj)), None  # type: ignore[arg-type]
+    if not isinstance(obj, Mapping):
         raise KitError(f"{source} holds {type(obj).__name__}, not a state_dict of tensors")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
+    found = _candidates(obj)
+    if not found:
+        raise KitError(
+            f"{source} is not a state_dict and has none of the usual wrappers ({', '.join(WRAPPER_KEYS)}); "
+            f"its top-level keys are {sorted(map(str, obj))[:MAX_LISTED]}: name the one holding the weights "
+            f"with --state_key"
+        )
+    if obj.get("format") == TRAINING_FORMAT and ("params_ema" in found or "params" in found):
+        key = "params_ema" if "params_ema" in found else "params"
+        return _strip_module_prefix(found[key]), key
+    first_key, first = next(iter(found.items()))
+    if all(_same_tensors(first, other) for other in found.values()):
+        return _strip_module_prefix(first), first_key
+    choices = " or ".join(f"--state_key {k}" for k in found)
+    raise KitError(f"{source} holds {len(found)} different sets of weights ({_describe(found)}) and nothing says "
+                   f"which one is the model: choose with {choices} (state_key in a submission spec)")
 
 
-def _is_state_dict(obj: dict) -> bool:
-    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+@dataclass(frozen=True)
+class LoadReport:
+    """What loading did: where the state_dict was, and the keys a non-strict load left out."""
+
+    state_key: str | None
+    strict: bool
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        where = f"['{self.state_key}']" if self.state_key else "the file itself"
+        text = f"state_dict {where}, strict={self.strict}, weights_only=True"
+        if self.missing or self.unexpected:
+            text += f"; non-strict: {_listed('missing', list(self.missing))}{', ' if self.missing and self.unexpected else ''}" \
+                    f"{_listed('unexpected', list(self.unexpected))}"
+        return text
 
 
-def load_weights(
-    model: nn.Module,
-    path: str | Path,
-    checkpoint_filter: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
-) -> nn.Module:
-    """Load ``path`` into ``model`` strictly; on a mismatch, say which keys are off and how."""
-    state = read_checkpoint(path)
-    if checkpoint_filter is not None:
-        state = checkpoint_filter(state)
-    check_state_dict(model, state, source=str(path))
-    model.load_state_dict(state, strict=True)
-    return model
+def _listed(label: str, items: list[str]) -> str:
+    if not items:
+        return ""
+    more = f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
+    return f"{len(items)} {label}: {', '.join(items[:MAX_LISTED])}{more}"
 
 
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise a :class:`KitError` listing missing, unexpected and wrongly shaped keys."""
+def key_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool = True) -> str | None:
+    """What does not fit between ``model`` and ``state`` (None: it fits). Non-strict: wrong shapes only."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
+    missing = [k for k in expected if k not in state] if strict else []
+    unexpected = [k for k in state if k not in expected] if strict else []
     wrong_shape = [
         f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
         for k, v in expected.items()
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
-    if not (missing or unexpected or wrong_shape):
-        return
-    parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
-        if items:
-            more = f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
-            parts.append(f"{len(items)} {label}: {', '.join(items[:MAX_LISTED])}{more}")
-    raise KitError(
-        f"{source} does not fit {type(model).__name__} (wrong architecture or entry?): " + "; ".join(parts)
-    )
+    parts = [p for p in (_listed("missing", missing), _listed("unexpected", unexpected),
+                         _listed("wrong shape", wrong_shape)) if p]
+    return "; ".join(parts) or None
+
+
+def load_state(model: nn.Module, state: StateDict, *, strict: bool = True, state_key: str | None = None,
+               source: str = "checkpoint") -> LoadReport:
+    """``model.load_state_dict(state, strict=strict)`` -- the model's own method, a team's override included.
+
+    Where the model keeps ``nn.Module``'s method, the keys are compared first so that a mismatch is
+    one line naming the keys (``strict=False`` still refuses wrongly shaped tensors, as torch does).
+    """
+    own_method = type(model).load_state_dict is nn.Module.load_state_dict
+    if own_method:
+        problem = key_mismatch(model, state, strict)
+        if problem:
+            only_missing = strict and key_mismatch(model, state, strict=False) is None and not set(state) - set(model.state_dict())
+            fix = ("if the team's instructions load it with strict=False, pass --non_strict (strict = false in a spec)"
+                   if only_missing else "check --weights, --class_name and --init_args / --init_kwargs: they must "
+                                        "describe the network these weights were saved from")
+            raise KitError(f"{source} does not fit {type(model).__name__}: {problem} -- {fix}")
+    try:
+        result = model.load_state_dict(state, strict=strict)
+    except Exception as exc:  # a team's own load_state_dict can raise anything
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise KitError(f"{source} does not load into {type(model).__name__} ({type(exc).__name__}: {first}): check "
+                       f"--weights, --class_name and --init_args / --init_kwargs") from None
+    missing = tuple(getattr(result, "missing_keys", ()) or ())
+    unexpected = tuple(getattr(result, "unexpected_keys", ()) or ())
+    return LoadReport(state_key, strict, missing, unexpected)
+
+
+def load_weights(model: nn.Module, path: str | Path, *, state_key: str | None = None, strict: bool = True,
+                 checkpoint_filter: CheckpointFilter | None = None) -> LoadReport:
+    """Read ``path``, pick its state_dict, map its keys (``checkpoint_filter``) and load it into ``model``."""
+    state, where = select_state_dict(read_checkpoint(path), state_key, source=str(path))
+    if checkpoint_filter is not None:
+        state = checkpoint_filter(state)
+    return load_state(model, state, strict=strict, state_key=where, source=str(path))

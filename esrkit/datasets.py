@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -178,6 +179,13 @@ def open_split(
     return Split(split, layout, root, pairs)
 
 
+def open_splits(
+    data_dir: str | Path, names: Sequence[str], layout: str = "auto", scale: int = 4, lr_only: bool = False
+) -> list[Split]:
+    """Several splits of one folder (e.g. valid and test), each opened and checked by :func:`open_split`."""
+    return [open_split(data_dir, name, layout, scale, lr_only=lr_only) for name in names]
+
+
 def _lr_only_pairs(root: Path, spec: SplitSpec, scale: int) -> tuple[ImagePair, ...]:
     """The split's LR images as HR-less pairs, named by inverting the LR file-name template."""
     lr_dir = root / (spec.hr_dir if spec.lr_dir is None else spec.lr_dir.format(scale=scale))
@@ -215,11 +223,27 @@ def _existing_dir(data_dir: str | Path) -> Path:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    """The image files of ``folder`` in sorted order; others are skipped with a warning, and so are broken links.
+
+    Two images whose names differ only in the extension (``a.png``, ``a.jpg``) would give one SR file
+    and one results entry for both: that is an error naming them.
+    """
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    broken = [p.name for p in entries if p.is_symlink() and not p.exists()]
+    if broken:
+        print(f"warning: ignoring {len(broken)} broken link(s) in {folder}: {', '.join(broken[:5])}", file=sys.stderr)
+    files = [p for p in entries if p.is_file()]
     skipped = [p.name for p in files if not is_image_file(p)]
     if skipped:
         print(f"warning: ignoring {len(skipped)} non-image file(s) in {folder}: {', '.join(skipped[:5])}", file=sys.stderr)
-    return [p for p in files if is_image_file(p)]
+    images = [p for p in files if is_image_file(p)]
+    by_stem: dict[str, Path] = {}
+    for path in images:
+        if path.stem in by_stem:
+            raise KitError(f"{by_stem[path.stem]} and {path} have the same name {path.stem!r}: their SR images and "
+                           f"results would overwrite each other; rename or remove one")
+        by_stem[path.stem] = path
+    return images
 
 
 # Colour photos that scikit-image ships inside its wheel (no download): the embedded demo set.

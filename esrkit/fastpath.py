@@ -1,6 +1,6 @@
 """An opt-in inference fast path, reported beside the challenge runtime, never instead of it.
 
-The challenge protocol (``runner.py``) answers "what runtime would the challenge publish?".
+The challenge protocol (``evaluation.py``) answers "what runtime would the challenge publish?".
 :class:`FastForward` answers "how fast can this entry really run?": it wraps a private copy of a
 prepared model (the challenge model is never touched) and runs it with any of
 

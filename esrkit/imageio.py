@@ -1,8 +1,13 @@
-"""Reading and writing images as the official kits do (OpenCV, RGB uint8), with predictable conversions.
+"""Images in and out: files <-> RGB uint8 arrays (as the official kits read them, with OpenCV) <-> model tensors.
 
+Files:
 - grayscale -> three equal channels (as the kits' ``imread_uint`` does: GGG);
 - RGBA / grayscale+alpha -> the alpha channel is dropped (the kits' reader fails on it);
 - 16-bit -> 8-bit by round(x / 257), which maps 65535 to 255 exactly.
+
+Tensors (the kits' ``uint2tensor4`` and ``tensor2uint``): an HxWx3 uint8 image becomes a 1x3xHxW
+float32 tensor in [0, data_range]; a model's output goes back by clamping to [0, data_range],
+scaling to 255 and rounding half to even, bit-identical to the official code on every device.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from esrkit.atomic import atomic_write
 from esrkit.errors import KitError
@@ -58,3 +64,47 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
     if not ok:
         raise KitError(f"cannot encode {path} as PNG")
     atomic_write(path, encoded.tobytes())
+
+
+# --- tensors ------------------------------------------------------------------------------------
+
+
+def uint8_to_tensor(img: np.ndarray, data_range: float) -> torch.Tensor:
+    """HxWxC (or HxW) uint8 array -> 1xCxHxW float32 tensor ``img / (255 / data_range)`` (``uint2tensor4``).
+
+    The tensor keeps the array's HWC memory order (channels_last strides), as the kits' does.
+    """
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3:
+        raise ValueError(f"expected an HxW or HxWxC image, got shape {img.shape}")
+    chw = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()
+    return chw.div(255.0 / data_range).unsqueeze(0)
+
+
+def _single_image(t: torch.Tensor) -> torch.Tensor:
+    """A 1xCxHxW or CxHxW tensor as CxHxW."""
+    if t.ndim == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"expected a batch of one image, got shape {tuple(t.shape)}")
+        t = t[0]
+    if t.ndim != 3:
+        raise ValueError(f"expected a 1xCxHxW or CxHxW tensor, got shape {tuple(t.shape)}")
+    return t
+
+
+def quantise(t: torch.Tensor, data_range: float) -> torch.Tensor:
+    """A model output (1xCxHxW or CxHxW) as an HxWxC uint8 tensor on its own device (``tensor2uint``).
+
+    float32, ``clamp(0, data_range)``, ``* 255``, ``/ data_range``, round half to even. Divides by a
+    device tensor rather than a Python number: CUDA turns a division by a scalar into a
+    multiplication by its reciprocal, which can round differently from numpy's division.
+    """
+    x = _single_image(t).detach().float().clamp(0, data_range)
+    x.mul_(255.0).div_(torch.full((), data_range, dtype=torch.float32, device=x.device)).round_()
+    return x.to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
+def tensor_to_uint8(t: torch.Tensor, data_range: float) -> np.ndarray:
+    """:func:`quantise`, brought back to the host as an HxWxC uint8 array."""
+    return quantise(t, data_range).cpu().numpy()

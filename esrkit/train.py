@@ -10,11 +10,18 @@ MATLAB-bicubic ``imresize`` from the whole image. Multi-GPU::
 Outputs in ``--out_dir``: ``last.pth`` and ``best.pth`` (full training state, resumable and
 loadable as weights), ``best_weights.pth`` (plain state_dict of the best validated weights),
 ``log.csv`` and ``curves.png``. See :mod:`esrkit.training` for the pieces.
+
+Every output is checked before any work. Ctrl-C stops a run resumably: ``last.pth`` is written and
+one line gives the ``--resume`` command. Exit codes (:mod:`esrkit.cli`): 0 done, 2 a usage or I/O
+error (one ``error:`` line), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shlex
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -22,6 +29,7 @@ from typing import Any, Sequence
 
 import torch.distributed as dist
 
+from esrkit.cli import EXIT_INTERRUPTED, EXIT_OK, run_guarded
 from esrkit.errors import KitError
 from esrkit.registry import get_entry
 from esrkit.training.checkpointing import load_training_checkpoint
@@ -40,7 +48,8 @@ def build_parser(with_defaults: bool = True) -> argparse.ArgumentParser:
     data.add_argument("--train_dir", nargs="+", metavar="DIR",
                       help="folders of HR training images, searched recursively (DIV2K_train_HR, LSDIR, ...)")
     data.add_argument("--val_dir", help="validation set (benchmark HR/+LR_bicubic/X4, official layout, or a "
-                      "folder of HR images); 'none' to skip validation; the default is relative to the repo root")
+                      "folder of HR images); 'none' to skip validation; default: Set5 of the shared folder "
+                      "($ESRKIT_SHARED or ../shared)")
     data.add_argument("--cache_dir", help="keep the MATLAB-bicubic LR images here between runs")
     data.add_argument("--workers", type=int, help="threads decoding images and making LR")
     data.add_argument("--data_device", choices=("auto", "train", "cpu"),
@@ -73,14 +82,15 @@ def build_parser(with_defaults: bool = True) -> argparse.ArgumentParser:
     run.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     run.add_argument("--channels_last", action="store_true", help="channels_last memory format")
     run.add_argument("--compile", action="store_true", help="torch.compile the training forward/backward")
-    run.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bars")
+    run.add_argument("--no_progress", "--quiet", dest="progress", action="store_false",
+                     help="no progress bars (they are only shown when stderr is a terminal)")
     if with_defaults:
         p.set_defaults(**asdict(TrainConfig()), scale=None, resume=None)
     return p
 
 
 def config_from_args(argv: Sequence[str] | None) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """The run's config and, with ``--resume``, the checkpoint to continue from."""
+    """The run's config (out_dir and lr_step filled in) and, with ``--resume``, the checkpoint to continue from."""
     args = vars(build_parser().parse_args(argv))
     given = vars(build_parser(with_defaults=False).parse_args(argv))
     names = {f.name for f in fields(TrainConfig)}
@@ -89,16 +99,39 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[TrainConfig, dict[str,
         resume_state = load_training_checkpoint(args["resume"])
         given.setdefault("out_dir", str(Path(args["resume"]).parent))
         cfg = merge_resume_config(resume_state.get("config", {}), {k: v for k, v in given.items() if k in names})
+        check_left_to_train(cfg, int(resume_state.get("step", 0)), args["resume"], "iters" in given)
     else:
         cfg = TrainConfig(**{k: v for k, v in args.items() if k in names})
     entry = get_entry(cfg.model_id)
     if args["scale"] is not None and args["scale"] != entry.scale:
         raise KitError(f"--scale {args['scale']}: entry {entry.name} is x{entry.scale}; choose an entry of that scale")
-    return cfg, resume_state
+    return cfg.resolved(entry), resume_state
 
 
-def report(summary: RunSummary) -> str:
-    """The closing lines of a run."""
+def check_left_to_train(cfg: TrainConfig, step: int, checkpoint: str, iters_given: bool) -> None:
+    """A resumed run must have iterations left: ``--iters`` above the checkpoint's step."""
+    if cfg.iters > step:
+        return
+    what = (f"--iters {cfg.iters} is not above its iteration {step}" if iters_given
+            else f"that run is complete ({step} of {cfg.iters} iterations)")
+    fix = (f"a cosine schedule cannot be extended: start a new run from its weights with --warm_start {checkpoint}"
+           if cfg.schedule == "cosine" else f"give --iters above {step} to train further")
+    raise KitError(f"--resume {checkpoint}: {what}; {fix}")
+
+
+def resume_command(checkpoint: Path, world_size: int) -> str:
+    """The command line that continues a run from ``checkpoint``."""
+    launcher = f"torchrun --nproc_per_node {world_size}" if world_size > 1 else "python"
+    return f"{launcher} -m esrkit.train --resume {shlex.quote(str(checkpoint))}"
+
+
+def report(summary: RunSummary, iters: int, world_size: int = 1) -> str:
+    """The closing lines of a run (one line when it was interrupted)."""
+    if summary.interrupted:
+        text = f"interrupted: at iteration {summary.step} of {iters}: {summary.note}"
+        if summary.checkpoint is not None:
+            text += f"; continue with: {resume_command(summary.checkpoint, world_size)}"
+        return text
     text = f"done: {summary.step} iterations, last loss {summary.last_loss:.4g}; outputs in {summary.out_dir}"
     if summary.best_step:
         text += (f"\nbest validation PSNR {summary.best_psnr:.3f} dB at iteration {summary.best_step}: "
@@ -107,20 +140,28 @@ def report(summary: RunSummary) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; a :class:`KitError` becomes a one-line message and exit code 1."""
+    """CLI entry point: exit codes and one-line errors as every command of the kit (:mod:`esrkit.cli`)."""
     try:
-        cfg, resume_state = config_from_args(argv)
-        trainer = Trainer(cfg, resume_state)
-        summary = trainer.run()
-        if trainer.ctx.is_main:
-            print(report(summary), file=sys.stderr)
-        return 0
-    except KitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return run_guarded(lambda: train(argv), "stopped before the first iteration; nothing was written")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def train(argv: Sequence[str] | None) -> int:
+    cfg, resume_state = config_from_args(argv)
+    out_dir = Path(cfg.out_dir)
+    made_here = not out_dir.exists() and int(os.environ.get("RANK", "0")) == 0
+    try:
+        trainer = Trainer(cfg, resume_state)
+        summary = trainer.run()
+    finally:
+        if made_here:  # a run that stopped before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only if empty
+    if trainer.ctx.is_main:
+        print(report(summary, cfg.iters, trainer.ctx.world_size), file=sys.stderr)
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
 if __name__ == "__main__":

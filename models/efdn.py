@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esrkit.registry import register_entry
+from esrkit.entry import Entry
+from esrkit.registry import register
 from models.esa import RFDNESA
 
 
@@ -94,13 +95,12 @@ class EFDN(nn.Module):
         return self.tail(out4_fuse + out0).clamp(0, 1)
 
 
-@register_entry(
+register(Entry(
     "EFDN",
-    2,
+    EFDN,
+    model_id=2,
     scale=4,
     data_range=1.0,
     weights="team00_EFDN.pth",
     description="EFDN (NTIRE 2022, NKU-ESR), NTIRE 2025 baseline, deploy form: 48 channels, 4 cells, ESA f=12",
-)
-def efdn() -> EFDN:
-    return EFDN()
+))

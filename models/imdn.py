@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esrkit.registry import register_entry
+from esrkit.entry import Entry
+from esrkit.registry import register
 
 NEGATIVE_SLOPE = 0.05
 
@@ -86,13 +87,12 @@ class IMDN(nn.Module):
         return self.model(x)
 
 
-@register_entry(
+register(Entry(
     "IMDN",
-    3,
+    IMDN,
+    model_id=3,
     scale=4,
     data_range=1.0,
     weights="imdn_baseline.pth",
     description="IMDN (AIM 2019 winner), NTIRE 2022 baseline: 64 channels, 8 IMDB, global residual",
-)
-def imdn() -> IMDN:
-    return IMDN()
+))

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from esrkit.registry import register_entry
+from esrkit.entry import Entry
+from esrkit.registry import register
 from models.esa import RLFNESA
 
 
@@ -88,28 +89,25 @@ class MLRN(nn.Module):
         return self.upsampler(feat) + bilinear
 
 
-@register_entry(
+register(Entry(
     "MLRN-entire",
-    10,
+    MLRN,
+    model_id=10,
+    kwargs={"num_blocks": 4, "channels": 50, "esa_channels": 16, "upscale": 4},
     scale=4,
     data_range=255.0,
     weights="mlrn_entire_x4.pth",
     description="MLRN-entire, NTIRE 2023 ESR entry of team GarasSjtu: 4 MLRB, 50 channels, ESA 16",
-)
-def mlrn_entire() -> MLRN:
-    return MLRN(num_blocks=4, channels=50, esa_channels=16, upscale=4)
-
-
-def _paper_mlrn(scale: int) -> MLRN:
-    return MLRN(num_blocks=6, channels=58, esa_channels=16, upscale=scale)
-
+))
 
 for _scale, _id in ((2, 11), (3, 12), (4, 13)):
-    register_entry(
+    register(Entry(
         f"MLRN-x{_scale}",
-        _id,
+        MLRN,
+        model_id=_id,
+        kwargs={"num_blocks": 6, "channels": 58, "esa_channels": 16, "upscale": _scale},
         scale=_scale,
         data_range=1.0,
         weights=f"mlrn_x{_scale}.pth",
         description=f"MLRN as in the paper (Table 1): 6 MLRB, 58 channels, ESA 16, x{_scale}",
-    )(lambda s=_scale: _paper_mlrn(s))
+    ))

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esrkit.registry import register_entry
+from esrkit.entry import Entry
+from esrkit.registry import register
 from models.esa import RFDNESA
 
 NEGATIVE_SLOPE = 0.05
@@ -80,13 +81,12 @@ class RFDN(nn.Module):
         return self.upsampler(self.LR_conv(fused) + head)
 
 
-@register_entry(
+register(Entry(
     "RFDN",
-    0,
+    RFDN,
+    model_id=0,
     scale=4,
     data_range=255.0,
     weights="team00_rfdn.pth",
     description="RFDN (AIM 2020 winner), NTIRE 2023 baseline: nf 50, 4 RFDB, ESA f=12",
-)
-def rfdn() -> RFDN:
-    return RFDN()
+))

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esrkit.registry import register_entry
+from esrkit.entry import Entry
+from esrkit.registry import register
 from models.esa import RLFNESA
 
 NEGATIVE_SLOPE = 0.05
@@ -84,14 +85,13 @@ def rlfn_2022_filter(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return renamed
 
 
-@register_entry(
+register(Entry(
     "RLFN",
-    1,
+    RLFN,
+    model_id=1,
     scale=4,
     data_range=255.0,
     weights="team00_rlfn.pth",
     checkpoint_filter=rlfn_2022_filter,
     description="RLFN pruned (NTIRE 2022 winner), NTIRE 2024 baseline: 46/48 channels, 4 RLFB, ESA 16",
-)
-def rlfn() -> RLFN:
-    return RLFN()
+))

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("ESRKIT_SHARED", REPO_ROOT.parent / "shared"))
+from esrkit.paths import shared_dir
+
+SHARED = shared_dir()
 BENCHMARKS = SHARED / "data" / "benchmarks"
 OFFICIAL_WEIGHTS = SHARED / "weights"
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """``torch.set_num_threads(n)`` for the block. Tests that run networks use one thread: two threads on the
+    two shared cores of CI can be ten times slower, one is steady."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def require(path: Path) -> Path:
@@ -27,3 +42,20 @@ def benchmarks_dir() -> Path:
 @pytest.fixture(scope="session")
 def official_weights_dir() -> Path:
     return require(OFFICIAL_WEIGHTS)
+
+
+def copy_benchmark(root: Path, source: Path, names: tuple[str, ...]) -> Path:
+    """A benchmark-layout copy (HR/ + LR_bicubic/X4/) of some images of the benchmark set ``source``."""
+    import shutil
+
+    for sub, suffix in (("HR", ""), ("LR_bicubic/X4", "x4")):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copy(source / sub / f"{name}{suffix}.png", root / sub / f"{name}{suffix}.png")
+    return root
+
+
+@pytest.fixture()
+def two_image_benchmark(tmp_path: Path, benchmarks_dir: Path) -> Path:
+    """A benchmark-layout copy of two Set5 images (img_002, img_005), to damage freely."""
+    return copy_benchmark(tmp_path / "Set5mini", benchmarks_dir / "Set5", ("img_002", "img_005"))

@@ -16,11 +16,11 @@ import pytest
 import torch
 from torch import nn
 
-from esrkit.checkpoint import load_weights, read_checkpoint
-from esrkit.complexity import fvcore_counts, official_counts, ptflops_counts
-from esrkit.imageio import read_rgb
+from esrkit.checkpoint import read_checkpoint, select_state_dict
+from esrkit.measure.complexity import fvcore_counts, official_counts, ptflops_counts
+from esrkit.imageio import read_rgb, tensor_to_uint8, uint8_to_tensor
 from esrkit.imresize import imresize
-from esrkit.metrics import psnr, tensor_to_uint8, uint8_to_tensor
+from esrkit.metrics import psnr
 from esrkit.registry import get_entry
 
 
@@ -60,7 +60,7 @@ def models(official_weights_dir: Path) -> dict[str, nn.Module]:
     loaded = {}
     for name, (file_name, _, _, _) in BASELINES.items():
         entry = get_entry(name)
-        loaded[name] = load_weights(entry.build(), official_weights_dir / file_name)
+        loaded[name] = entry.load(official_weights_dir / file_name).model
     return loaded
 
 
@@ -88,7 +88,8 @@ def test_entry_metadata(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_strict_load_covers_every_tensor(models: dict[str, nn.Module], official_weights_dir: Path, name: str) -> None:
-    state = read_checkpoint(official_weights_dir / BASELINES[name][0])
+    state, where = select_state_dict(read_checkpoint(official_weights_dir / BASELINES[name][0]))
+    assert where is None  # the official files are plain state_dicts
     own = models[name].state_dict()
     assert own.keys() == state.keys()
     assert all(torch.equal(own[k], state[k]) for k in state)
@@ -123,7 +124,7 @@ def test_complexity_matches_reference_exactly(
 def test_rlfn_2022_key_naming_loads_via_filter(
     models: dict[str, nn.Module], official_weights_dir: Path, tmp_path: Path
 ) -> None:
-    state = read_checkpoint(official_weights_dir / BASELINES["RLFN"][0])
+    state, _ = select_state_dict(read_checkpoint(official_weights_dir / BASELINES["RLFN"][0]))
     renamed = {}
     for key, value in state.items():
         head, _, rest = key.partition(".")
@@ -133,7 +134,7 @@ def test_rlfn_2022_key_naming_loads_via_filter(
     torch.save(renamed, path_2022)
 
     entry = get_entry("RLFN")
-    model_2022 = load_weights(entry.build(), path_2022, entry.checkpoint_filter)
+    model_2022 = entry.load(path_2022).model
     x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(1)) * 255
     with torch.no_grad():
         assert torch.equal(model_2022(x), models["RLFN"](x))

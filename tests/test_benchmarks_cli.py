@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.__main__ import main
-from benchmarks.table3 import REFERENCE_COLUMNS
+from benchmarks.table3 import REFERENCE_COLUMNS, default_path
+from tests.conftest import require
 
 
 def test_complexity_only_names_every_counter(capsys) -> None:
@@ -33,14 +34,21 @@ def test_complexity_only_writes_exact_integers_as_csv_and_json(tmp_path: Path, c
     assert "--plot: Table 3 outputs" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
 
 
-def test_unwritable_output_is_one_line(tmp_path: Path, capsys) -> None:
+def test_unwritable_output_is_one_line_before_anything_is_measured(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A report path that cannot be written stops the run at once, not after every entry was measured."""
+    measured = []
+    monkeypatch.setattr("benchmarks.__main__.measure_complexity", lambda model: measured.append(model))
     (tmp_path / "a_file").write_text("x")
-    assert main(["--complexity_only", "--markdown", str(tmp_path / "a_file" / "report.md")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: cannot write") and "a_file/report.md" in err and len(err.splitlines()) == 1
+    for fmt in ("markdown", "csv"):
+        assert main(["--complexity_only", f"--{fmt}", str(tmp_path / "a_file" / "report.md")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: --{fmt} ") and "a_file/report.md" in err and len(err.splitlines()) == 1
+    assert main(["--sizes", "256x256", "--plot", str(tmp_path / "a_file" / "t.png")]) == 2  # the full report too
+    assert "--plot" in capsys.readouterr().err and measured == []
 
 
 def test_full_report_on_cpu(tmp_path: Path, capsys) -> None:
+    require(default_path())  # the published Table 3 the measured rows are ranked against
     rc = main(["--model_id", "MLRN-entire", "--sizes", "256x256", "--repeats", "1", "--min_run_time", "0.05",
                "--csv", str(tmp_path / "t.csv"), "--markdown", str(tmp_path / "t.md"), "--plot", str(tmp_path / "t.png"),
                "--json", str(tmp_path / "t.json"), "--latex", str(tmp_path / "t.tex")])

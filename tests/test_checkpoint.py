@@ -1,4 +1,5 @@
-"""Weights loading: safe (weights_only), strict, tolerant of the usual wrappers, and clear when it fails."""
+"""Weights loading: safe (weights_only), strict, tolerant of the usual wrappers, never a silent choice
+between two sets of weights, through the model's own load_state_dict, and clear when it fails."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from esrkit.checkpoint import load_weights, read_checkpoint
+from torch import nn
+
+from esrkit.checkpoint import TRAINING_FORMAT, load_weights, read_checkpoint, select_state_dict
 from esrkit.errors import KitError
 from esrkit.registry import get_entry
+
+
+def _build() -> nn.Module:
+    return get_entry("MLRN-entire").build()
 
 
 @pytest.fixture()
@@ -25,20 +32,74 @@ def test_wrappers_and_module_prefix(tmp_path: Path, mlrn_state, wrapper, data_pa
     state = {f"module.{k}" if data_parallel else k: v for k, v in mlrn_state.items()}
     obj = state if wrapper is None else {wrapper: state, "iter": torch.tensor(5)}
     torch.save(obj, tmp_path / "w.pth")
-    model = load_weights(get_entry("MLRN-entire").build(), tmp_path / "w.pth")
+    model = _build()
+    report = load_weights(model, tmp_path / "w.pth")
+    assert report.state_key == wrapper and report.strict
     for k, v in model.state_dict().items():
         assert torch.equal(v, mlrn_state[k])
 
 
-def test_prefers_ema_weights(tmp_path: Path, mlrn_state) -> None:
+def test_two_different_sets_of_weights_are_never_chosen_silently(tmp_path: Path, mlrn_state) -> None:
+    """params and params_ema that differ: an error naming both and the flag; --state_key chooses either."""
     ema = {k: v + 1 for k, v in mlrn_state.items()}
     torch.save({"params": mlrn_state, "params_ema": ema}, tmp_path / "w.pth")
-    assert torch.equal(read_checkpoint(tmp_path / "w.pth")["conv_1.bias"], ema["conv_1.bias"])
+    with pytest.raises(KitError) as err:
+        load_weights(_build(), tmp_path / "w.pth")
+    assert "2 different sets of weights" in str(err.value)
+    assert "--state_key params_ema or --state_key params" in str(err.value)
+    for key, want in (("params", mlrn_state), ("params_ema", ema)):
+        model = _build()
+        assert load_weights(model, tmp_path / "w.pth", state_key=key).state_key == key
+        assert torch.equal(model.state_dict()["conv_1.bias"], want["conv_1.bias"])
+    with pytest.raises(KitError, match=r"has no 'params_emma' \(its keys: params, params_ema\): fix --state_key"):
+        load_weights(_build(), tmp_path / "w.pth", state_key="params_emma")
+
+
+def test_identical_copies_and_the_kits_training_checkpoints_are_not_ambiguous(tmp_path: Path, mlrn_state) -> None:
+    """Two wrappers holding the same tensors are one set of weights; a training checkpoint of this kit says by
+    its format that its model is params_ema (when EMA was on)."""
+    torch.save({"params": mlrn_state, "params_ema": {k: v.clone() for k, v in mlrn_state.items()}}, tmp_path / "same.pth")
+    assert load_weights(_build(), tmp_path / "same.pth").state_key == "params_ema"
+    ema = {k: v + 1 for k, v in mlrn_state.items()}
+    torch.save({"format": TRAINING_FORMAT, "step": 7, "params": mlrn_state, "params_ema": ema}, tmp_path / "last.pth")
+    state, where = select_state_dict(read_checkpoint(tmp_path / "last.pth"))
+    assert where == "params_ema" and torch.equal(state["conv_1.bias"], ema["conv_1.bias"])
+
+
+def test_a_models_own_load_state_dict_runs(tmp_path: Path) -> None:
+    """A team's class that fuses branches in its own load_state_dict gets its checkpoint as is (no pre-check)."""
+
+    class Fusing(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def load_state_dict(self, state, strict=True, assign=False):  # noqa: ANN001
+            fused = {"conv.weight": state["a.weight"] + state["b.weight"], "conv.bias": state["a.bias"] + state["b.bias"]}
+            return super().load_state_dict(fused, strict=strict)
+
+    parts = {f"{n}.{k}": torch.full_like(v, 1.0 if n == "a" else 2.0)
+             for n in "ab" for k, v in nn.Conv2d(3, 3, 1).state_dict().items()}
+    torch.save(parts, tmp_path / "branches.pth")
+    model = Fusing()
+    load_weights(model, tmp_path / "branches.pth")
+    assert torch.equal(model.conv.weight, torch.full((3, 3, 1, 1), 3.0))
+
+
+def test_non_strict_reports_what_it_left_out(tmp_path: Path, mlrn_state) -> None:
+    del mlrn_state["conv_1.bias"]
+    mlrn_state["extra.weight"] = torch.zeros(1)
+    torch.save(mlrn_state, tmp_path / "w.pth")
+    with pytest.raises(KitError, match="1 missing: conv_1.bias; 1 unexpected: extra.weight"):
+        load_weights(_build(), tmp_path / "w.pth")
+    report = load_weights(_build(), tmp_path / "w.pth", strict=False)
+    assert report.missing == ("conv_1.bias",) and report.unexpected == ("extra.weight",)
+    assert "non-strict: 1 missing: conv_1.bias, 1 unexpected: extra.weight" in report.describe()
 
 
 def test_checkpoint_saved_from_cuda_loads_on_cpu(official_weights_dir: Path) -> None:
     """The official IMDN file was saved from CUDA: plain torch.load fails on a CPU-only machine."""
-    state = read_checkpoint(official_weights_dir / "imdn_ntire2022_baseline.pth")
+    state, _ = select_state_dict(read_checkpoint(official_weights_dir / "imdn_ntire2022_baseline.pth"))
     assert all(v.device.type == "cpu" for v in state.values())
 
 
@@ -60,7 +121,7 @@ def test_pickle_that_would_run_code_is_refused(tmp_path: Path, mlrn_state) -> No
 
 def test_wrong_architecture_names_the_keys(official_weights_dir: Path) -> None:
     with pytest.raises(KitError) as err:
-        load_weights(get_entry("MLRN-entire").build(), official_weights_dir / "rfdn_ntire2023_team00.pth")
+        load_weights(_build(), official_weights_dir / "rfdn_ntire2023_team00.pth")
     msg = str(err.value)
     assert "does not fit MLRN" in msg and "missing" in msg and "unexpected" in msg and "fea_conv.weight" in msg
 
@@ -69,7 +130,7 @@ def test_wrong_shape_is_reported(tmp_path: Path, mlrn_state) -> None:
     mlrn_state["conv_1.weight"] = torch.zeros(8, 3, 3, 3)
     torch.save(mlrn_state, tmp_path / "w.pth")
     with pytest.raises(KitError, match=r"1 wrong shape: conv_1.weight \(8, 3, 3, 3\) != \(50, 3, 3, 3\)"):
-        load_weights(get_entry("MLRN-entire").build(), tmp_path / "w.pth")
+        load_weights(_build(), tmp_path / "w.pth")
 
 
 def test_missing_truncated_and_foreign_files(tmp_path: Path, mlrn_state) -> None:
@@ -86,4 +147,4 @@ def test_missing_truncated_and_foreign_files(tmp_path: Path, mlrn_state) -> None
             read_checkpoint(tmp_path / name)
     torch.save({"optimizer": {"lr": 0.1}, "epoch": 3}, tmp_path / "other.pth")
     with pytest.raises(KitError, match="none of the usual wrappers"):
-        read_checkpoint(tmp_path / "other.pth")
+        select_state_dict(read_checkpoint(tmp_path / "other.pth"))

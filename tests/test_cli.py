@@ -12,22 +12,11 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 import test_demo
-from esrkit.datasets import modcrop
+from esrkit.datasets import modcrop, open_split
+from esrkit.device import prepare_model
+from esrkit.evaluation import Evaluator
 from esrkit.imageio import read_rgb, write_png
 from esrkit.registry import get_entry
-from esrkit.runner import SplitRunner, prepare_model
-from esrkit.datasets import open_split
-
-
-@pytest.fixture()
-def two_image_benchmark(tmp_path: Path, benchmarks_dir: Path) -> Path:
-    """A benchmark-layout copy of two Set5 images."""
-    root = tmp_path / "Set5mini"
-    for sub, suffix in (("HR", ""), ("LR_bicubic/X4", "x4")):
-        (root / sub).mkdir(parents=True)
-        for name in ("img_002", "img_005"):
-            shutil.copy(benchmarks_dir / "Set5" / sub / f"{name}{suffix}.png", root / sub / f"{name}{suffix}.png")
-    return root
 
 
 @pytest.fixture()
@@ -81,6 +70,10 @@ def test_second_entry_is_merged_not_overwritten(tmp_path, two_image_benchmark, t
         (["--save_dir", "{tmp}/a_file/sub"], "--save_dir"),
         (["--include_test"], "layout 'benchmark' has no 'test' split"),
         (["--model_id", "RFDN"], "does not fit RFDN"),
+        (["--runs", "-3"], "--runs -3: give the number of warm repeats per image"),
+        (["--results_dir", "{tmp}/a_file/out"], "--results_dir"),
+        (["--model_file", "{tmp}/no_such_team.py"], "model file not found"),
+        (["--model_id", "RFDN", "--model_file", "{tmp}/x.py"], "both name an entry: give one of them"),
         (["--device", "gpu0"], "unknown device 'gpu0'"),
         pytest.param(["--device", "cuda"], "CUDA is not available here",
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
@@ -112,16 +105,14 @@ def test_missing_default_weights_say_where_they_are_expected(tmp_path, two_image
 
 def test_tiled_inference_matches_whole_image(benchmarks_dir, official_weights_dir) -> None:
     entry = get_entry("RFDN")
-    from esrkit.checkpoint import load_weights
-
-    model = prepare_model(load_weights(entry.build(), official_weights_dir / "rfdn_ntire2023_team00.pth"), torch.device("cpu"))
+    model = prepare_model(entry.load(official_weights_dir / "rfdn_ntire2023_team00.pth").model, torch.device("cpu"))
     split = open_split(benchmarks_dir / "Set14")
     split = type(split)(split.name, split.layout, split.root, split.pairs[2:3])
     kwargs = dict(scale=4, data_range=entry.data_range, device=torch.device("cpu"))
-    whole = SplitRunner(model, **kwargs).run(split).psnr[0]
-    tiled = SplitRunner(model, tile=48, tile_overlap=16, **kwargs).run(split)
+    whole = Evaluator(model, **kwargs).run(split).metric("psnr")[0]
+    tiled = Evaluator(model, tile=48, tile_overlap=16, **kwargs).run(split)
     assert tiled.tiled == [split.pairs[0].name]
-    assert abs(tiled.psnr[0] - whole) < 0.05
+    assert abs(tiled.metric("psnr")[0] - whole) < 0.05
 
 
 class _OomAbove(torch.nn.Module):
@@ -141,8 +132,7 @@ def test_out_of_memory_falls_back_to_tiling(tmp_path, capsys) -> None:
     hr = np.random.default_rng(0).integers(0, 256, (4 * 300, 4 * 300, 3), dtype=np.uint8)
     write_png(tmp_path / "HR" / "big.png", hr)
     write_png(tmp_path / "LR_bicubic" / "X4" / "bigx4.png", hr[::4, ::4])
-    runner = SplitRunner(_OomAbove(limit=256), scale=4, data_range=255.0, device=torch.device("cpu"))
-    result = runner.run(open_split(tmp_path))
+    result = Evaluator(_OomAbove(limit=256), scale=4, data_range=255.0, device=torch.device("cpu")).run(open_split(tmp_path))
     assert result.oom_fallback == ["big"] and result.tiled == ["big"]
     assert "falling back to tiled inference" in capsys.readouterr().err
 

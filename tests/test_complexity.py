@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from esrkit.complexity import count_params, fvcore_counts, official_counts, ptflops_counts
+from esrkit.measure.complexity import count_params, fvcore_counts, official_counts, ptflops_counts
 from esrkit.errors import KitError
 from esrkit.registry import get_entry
 

@@ -17,8 +17,9 @@ from torch import nn
 
 from esrkit import metrics
 from esrkit.errors import KitError
-from esrkit.imageio import read_rgb
-from esrkit.registry import Entry, get_entry
+from esrkit.imageio import read_rgb, uint8_to_tensor
+from esrkit.entry import Entry
+from esrkit.registry import get_entry
 from esrkit.submission.__main__ import main
 from esrkit.submission.export import default_name, export_entry
 from esrkit.submission.layout import check_imports, check_model_file_name, check_weights_name
@@ -36,15 +37,15 @@ def import_alone(path: Path):
 
 def lr_crop(benchmarks_dir: Path, data_range: float) -> torch.Tensor:
     lr = read_rgb(benchmarks_dir / "Set5" / "LR_bicubic" / "X4" / "img_002x4.png")[:40, :48]
-    return metrics.uint8_to_tensor(lr, data_range)
+    return uint8_to_tensor(lr, data_range)
 
 
 @pytest.mark.parametrize("name", ["MLRN-entire", *OFFICIAL_FILES])
 def test_export_reproduces_the_entry(name: str, tmp_path: Path, benchmarks_dir: Path, official_weights_dir: Path) -> None:
     entry = get_entry(name)
     weights = official_weights_dir / OFFICIAL_FILES[name] if name in OFFICIAL_FILES else None
-    model, _ = entry.load(weights)
-    result = export_entry(entry, model, 7, default_name(entry), tmp_path)
+    model = entry.load(weights).model
+    result = export_entry(entry, weights, 7, default_name(entry), tmp_path)
     assert check_model_file_name(result.model_file).passed and check_imports(result.model_file).passed
     assert check_weights_name(result.weights_file, result.model_file).passed
     imported = {n.module if isinstance(n, ast.ImportFrom) else a.name
@@ -59,28 +60,38 @@ def test_export_reproduces_the_entry(name: str, tmp_path: Path, benchmarks_dir: 
     assert sum(p.numel() for p in exported.parameters()) == sum(p.numel() for p in model.parameters())
 
 
+def save_state(model: nn.Module, folder: Path) -> Path:
+    """Untrained weights of ``model`` as a plain state_dict in ``folder`` (outside the export folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{type(model).__name__.lower()}.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
 def test_builder_arguments_become_a_class_that_builds_without_any(tmp_path: Path) -> None:
     entry = get_entry("MLRN-x2")
     torch.manual_seed(0)
-    model = entry.build()
+    weights = save_state(entry.build(), tmp_path / "weights")
+    out = tmp_path / "out"
     assert default_name(entry) == "MLRN_x2"
-    result = export_entry(entry, model, 7, "MLRN_x2", tmp_path)
+    result = export_entry(entry, weights, 7, "MLRN_x2", out)
     module = import_alone(result.model_file)
     built = module.MLRN_x2()
     assert sum(p.numel() for p in built.parameters()) == 487_838  # the paper's Table 1: 488K at x2
     assert built.upscale == 2 and module.MLRN().upscale == 4  # the base class keeps its own defaults
     with pytest.raises(KitError, match="choose a --name other than MLRN"):
-        export_entry(entry, model, 8, "MLRN", tmp_path)
+        export_entry(entry, weights, 8, "MLRN", out)
 
 
 class Scaled(nn.Module):
-    """A network whose builder changes it after construction: the export cannot carry that."""
+    """A network whose behaviour depends on more than its source and constructor: the export cannot carry that."""
+
+    gain = 1.0  # as written in the source; a test changes it on the class at run time
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 48, 3, padding=1)
         self.up = nn.PixelShuffle(4)
-        self.gain = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.up(self.conv(x)) * self.gain
@@ -92,10 +103,22 @@ def _scaled() -> Scaled:
     return model
 
 
-def test_an_export_that_would_differ_writes_nothing(tmp_path: Path) -> None:
-    entry = Entry("Scaled", 90, _scaled, scale=4, data_range=1.0, weights=None)
+def test_an_export_that_would_differ_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = save_state(Scaled(), tmp_path / "weights")
+    out = tmp_path / "out"
+    out.mkdir()
+    entry = Entry("Scaled", Scaled, scale=4, data_range=1.0, model_id=90)
+    monkeypatch.setattr(Scaled, "gain", 2.0)  # the source still says 1.0
     with pytest.raises(KitError, match="does not reproduce Scaled exactly .* nothing was written"):
-        export_entry(entry, entry.build(), 9, "Scaled", tmp_path)
+        export_entry(entry, weights, 9, "Scaled", out)
+    assert [p.name for p in out.iterdir()] == []
+
+
+def test_an_entry_built_by_a_function_is_refused(tmp_path: Path) -> None:
+    """A builder function can do anything after construction; an entry must name its class and arguments."""
+    entry = Entry("Scaled", _scaled, scale=4, data_range=1.0, model_id=90)
+    with pytest.raises(KitError, match="registered with the builder function _scaled; register its nn.Module class"):
+        export_entry(entry, None, 9, "Scaled", tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
@@ -120,12 +143,15 @@ class NeedsTheKit(Scaled):
     """Uses a kit module at run time: that cannot travel in one file."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return metrics.uint8_to_tensor(super().forward(x), 1.0)
+        return metrics.rgb_to_y(super().forward(x))
 
 
 def test_a_network_that_needs_a_third_party_module_is_refused(tmp_path: Path) -> None:
-    entry = Entry("NeedsTheKit", 91, NeedsTheKit, scale=4, data_range=1.0, weights=None)
+    weights = save_state(NeedsTheKit(), tmp_path / "weights")
+    out = tmp_path / "out"
+    out.mkdir()
+    entry = Entry("NeedsTheKit", NeedsTheKit, scale=4, data_range=1.0, model_id=91)
     with pytest.raises(KitError, match="NeedsTheKit in .* uses metrics from esrkit, which the challenge environment"):
-        export_entry(entry, entry.build(), 9, "NeedsTheKit", tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == []
+        export_entry(entry, weights, 9, "NeedsTheKit", out)
+    assert [p.name for p in out.iterdir()] == []
     assert "__init__" not in vars(NeedsTheKit)  # recording the builder's arguments left the class as it was

@@ -11,10 +11,11 @@ import torch
 
 from esrkit import metrics
 from esrkit.datasets import open_split
+from esrkit.device import prepare_model
+from esrkit.imageio import tensor_to_uint8, uint8_to_tensor
 from esrkit.errors import KitError
 from esrkit.fastpath import FAST, FastForward, FastOptions, _cudnn_benchmark, options_from_flags
 from esrkit.registry import get_entry
-from esrkit.runner import prepare_model
 
 CPU = torch.device("cpu")
 CUDA_ONLY = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -63,16 +64,16 @@ def test_channels_last_equals_contiguous_within_float_tolerance(mlrn, lr_input) 
 
 def test_bf16_on_cpu_within_psnr_tolerance(benchmarks_dir: Path, official_weights_dir: Path) -> None:
     entry = get_entry("RFDN")
-    model = prepare_model(entry.load(official_weights_dir / "rfdn_ntire2023_team00.pth")[0], CPU)
+    model = prepare_model(entry.load(official_weights_dir / "rfdn_ntire2023_team00.pth").model, CPU)
     hr, lr = open_split(benchmarks_dir / "Set5").pairs[1].load(4)
-    x = metrics.uint8_to_tensor(lr, entry.data_range)
+    x = uint8_to_tensor(lr, entry.data_range)
     bf16 = FastForward(model, CPU, FastOptions(precision="bf16", channels_last=True))
     assert bf16.describe().startswith("bf16, eager, channels_last")
     assert next(bf16.model.parameters()).dtype == torch.bfloat16 and next(model.parameters()).dtype == torch.float32
     out = bf16(x)
     assert out.dtype == torch.float32
-    ref = metrics.psnr(metrics.tensor_to_uint8(model(x), entry.data_range), hr)
-    got = metrics.psnr(metrics.tensor_to_uint8(out, entry.data_range), hr)
+    ref = metrics.psnr(tensor_to_uint8(model(x), entry.data_range), hr)
+    got = metrics.psnr(tensor_to_uint8(out, entry.data_range), hr)
     # bf16 keeps 8 mantissa bits: close, but not the 0.01 dB that fp16 keeps (measured 0.009 dB here).
     assert abs(got - ref) < 0.05
 
@@ -124,11 +125,11 @@ def test_cuda_graphs_fp32_match_eager_and_lru(mlrn, lr_input) -> None:
 def test_fast_fp16_graphs_psnr_close_to_fp32(benchmarks_dir: Path, official_weights_dir: Path) -> None:
     device = torch.device("cuda")
     entry = get_entry("RFDN")
-    model = prepare_model(entry.load(official_weights_dir / "rfdn_ntire2023_team00.pth")[0], device)
+    model = prepare_model(entry.load(official_weights_dir / "rfdn_ntire2023_team00.pth").model, device)
     hr, lr = open_split(benchmarks_dir / "Set5").pairs[1].load(4)
-    x = metrics.uint8_to_tensor(lr, entry.data_range).to(device)
+    x = uint8_to_tensor(lr, entry.data_range).to(device)
     fast = FastForward(model, device, FAST)
     assert fast.describe() == "fp16, CUDA graphs, channels_last, cudnn autotune"
-    ref = metrics.psnr(metrics.tensor_to_uint8(model(x), entry.data_range), hr)
-    got = metrics.psnr(metrics.tensor_to_uint8(fast(x), entry.data_range), hr)
+    ref = metrics.psnr(tensor_to_uint8(model(x), entry.data_range), hr)
+    got = metrics.psnr(tensor_to_uint8(fast(x), entry.data_range), hr)
     assert abs(got - ref) < 0.01

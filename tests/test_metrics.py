@@ -19,17 +19,10 @@ import torch
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from esrkit.imageio import read_rgb
 from esrkit.datasets import modcrop
+from esrkit.imageio import quantise, read_rgb, tensor_to_uint8, uint8_to_tensor
 from esrkit.imresize import imresize
-from esrkit.metrics import (
-    _gaussian_1d,
-    psnr,
-    rgb_to_y,
-    ssim,
-    tensor_to_uint8,
-    uint8_to_tensor,
-)
+from esrkit.metrics import METRICS, _gaussian_1d, psnr, rgb_to_y, score_all, selected, ssim
 
 CASES = [("Set5", "img_001"), ("Set5", "img_003"), ("Set14", "img_005")]
 
@@ -134,3 +127,76 @@ def test_tensor_to_uint8_clamps_and_rounds(data_range: float) -> None:
     t = (levels * (data_range / 255.0)).reshape(1, 1, 1, -1).expand(1, 3, 1, -1)
     expected = np.array([0, 0, 1, 2, 4, 255, 255, 255], dtype=np.uint8)  # half to even, as numpy
     np.testing.assert_array_equal(tensor_to_uint8(t, data_range)[0, :, 0], expected)
+
+
+# --- one implementation for arrays and tensors, and the table every consumer reads ---------------
+
+
+def _hr_and_noisy(benchmarks_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    hr = modcrop(read_rgb(benchmarks_dir / "Set5" / "HR" / f"{name}.png"), 4)
+    noise = np.random.default_rng(7).normal(0.0, 6.0, size=hr.shape)
+    return hr, np.clip(np.round(hr + noise), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("border", [4, 0])
+@pytest.mark.parametrize("y", [False, True])
+def test_tensors_give_the_arrays_values(benchmarks_dir: Path, border: int, y: bool) -> None:
+    """The same functions on tensors: 0-dim float64 tensors (queued on their device) equal to float64 rounding."""
+    hr, deg = _hr_and_noisy(benchmarks_dir, "img_003")
+    a, b = torch.from_numpy(hr), torch.from_numpy(deg)
+    for fn, tol in ((psnr, 1e-10), (ssim, 1e-12)):
+        got = fn(a, b, border, y)
+        assert isinstance(got, torch.Tensor) and got.dtype == torch.float64 and got.ndim == 0
+        assert float(got) == pytest.approx(fn(hr, deg, border, y), abs=tol)
+    if not y:  # on RGB the squared errors are integers: the mean is exact, so PSNR is bit-identical
+        assert float(psnr(a, b, border)) == psnr(hr, deg, border)
+
+
+def test_tensor_edge_cases(benchmarks_dir: Path) -> None:
+    hr, _ = _hr_and_noisy(benchmarks_dir, "img_002")
+    t = torch.from_numpy(hr)
+    assert float(psnr(t, t.clone())) == float("inf")
+    assert float(ssim(t, t.clone())) == pytest.approx(1.0, abs=1e-12)
+    gray = torch.from_numpy(hr[..., 0].copy())
+    assert float(psnr(gray, gray // 2)) == pytest.approx(psnr(hr[..., 0], hr[..., 0] // 2), abs=1e-10)
+    with pytest.raises(ValueError, match=r"\(32, 32, 3\).*\(32, 36, 3\)"):
+        psnr(torch.zeros(32, 32, 3, dtype=torch.uint8), torch.zeros(32, 36, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="SSIM needs at least 11x11"):
+        ssim(torch.zeros(16, 16, 3, dtype=torch.uint8), torch.zeros(16, 16, 3, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="must be numpy arrays or both tensors"):
+        psnr(hr, torch.from_numpy(hr))
+
+
+def test_the_table_scores_every_metric_on_arrays_and_tensors(benchmarks_dir: Path) -> None:
+    """Each row of METRICS computes its metric (PSNR rows against skimage, SSIM rows against ssim()), on both."""
+    hr, deg = _hr_and_noisy(benchmarks_dir, "img_001")
+    every = selected(ssim=True)
+    assert [m.name for m in every] == list(METRICS) == ["psnr", "ssim", "psnr_y", "ssim_y"]
+    assert [m.name for m in selected()] == ["psnr", "psnr_y"]  # SSIM only with --ssim, as the kits
+    on_arrays = score_all(every, hr, deg, 4)
+    on_tensors = score_all(every, torch.from_numpy(hr), torch.from_numpy(deg), 4)
+    assert on_arrays["psnr"] == pytest.approx(peak_signal_noise_ratio(hr[4:-4, 4:-4], deg[4:-4, 4:-4], data_range=255),
+                                              abs=1e-10)
+    assert on_arrays["psnr_y"] == psnr(hr, deg, 4, test_y_channel=True)
+    assert on_arrays["ssim_y"] == ssim(hr, deg, 4, test_y_channel=True)
+    for name in METRICS:
+        assert float(on_tensors[name]) == pytest.approx(on_arrays[name], abs=1e-10), name
+    with pytest.raises(ValueError, match="no metric is switched on by"):
+        selected(lpips=True)
+
+
+@pytest.mark.parametrize("data_range", [1.0, 255.0])
+def test_quantise_on_the_device_is_the_hosts(data_range: float) -> None:
+    """quantise (kept on the tensor's device) and tensor_to_uint8 (on the host) give the same uint8 image,
+    whatever the tensor's layout and precision; ties round half to even."""
+    g = torch.Generator().manual_seed(3)
+    t = (torch.rand(1, 3, 37, 41, generator=g) * 1.2 - 0.1) * data_range
+    t[0, 0, 0, :4] = torch.tensor([0.5, 1.5, 2.5, 254.5]) * (data_range / 255.0)
+    want = np.clip(np.round(t[0].permute(1, 2, 0).numpy().astype(np.float32) * np.float32(255.0) / np.float32(data_range)),
+                   0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(tensor_to_uint8(t, data_range), want)
+    assert list(tensor_to_uint8(t, data_range)[0, :4, 0]) == [0, 2, 2, 254]
+    for candidate in (t, t.contiguous(memory_format=torch.channels_last), t.half()):
+        got = quantise(candidate, data_range)
+        assert got.dtype == torch.uint8 and got.is_contiguous()
+        np.testing.assert_array_equal(got.numpy(), tensor_to_uint8(candidate, data_range))

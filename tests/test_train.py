@@ -1,14 +1,20 @@
-"""Training: aligned on-device crops, data loading rules, a tiny run, exact resume, errors, 2-process DDP.
+"""Training: aligned on-device crops, data loading rules, a tiny run, exact resume, errors, 2-process DDP,
+and the CLI's robustness: outputs checked before any work, Ctrl-C, exit codes, quiet progress.
 
-Everything runs on the CPU with MLRN-entire on 64 px HR patches, batch 4, a few dozen iterations.
+Everything runs on the CPU (one thread: steady on a shared machine) with MLRN-entire on 64 px HR
+patches, batch 4, a few dozen iterations. Ctrl-C is simulated: a ``train_step`` that raises
+KeyboardInterrupt, or one that sends this process SIGINT.
 """
 
 from __future__ import annotations
 
 import csv
 import errno
+import io
 import math
 import os
+import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,21 +23,31 @@ import numpy as np
 import pytest
 import torch
 
-from esrkit.checkpoint import load_weights, read_checkpoint
+from benchmarks import train_throughput
+from esrkit.checkpoint import load_weights, read_checkpoint, select_state_dict
+from esrkit.cli import EXIT_INTERRUPTED, EXIT_USAGE
 from esrkit.datasets import modcrop
 from esrkit.errors import KitError
 from esrkit.imageio import read_rgb, write_png
 from esrkit.imresize import imresize
-from esrkit.registry import REPO_ROOT, get_entry
+from esrkit.paths import REPO_ROOT
+from esrkit.registry import get_entry
 from esrkit.train import main
-from esrkit.training import checkpointing, data
+from esrkit.training import checkpointing, data, loop
 from esrkit.training.data import PatchSampler, TrainingImages, load_training_images
-from esrkit.training.loop import TrainConfig, build_scheduler, merge_resume_config
+from esrkit.training.loop import Trainer, TrainConfig, build_scheduler, default_val_dir, merge_resume_config
+from tests.conftest import torch_threads
 
 ITERS = 40
 
 
 # -- fixtures --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    with torch_threads(1):
+        yield
+
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory, benchmarks_dir: Path) -> Path:
@@ -63,8 +79,28 @@ def read_log(out: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, photos: Path, set5: Path) -> dict[str, Path]:
-    """Run ``full`` for 40 iterations; ``half`` for 20, then resumed from its last.pth up to 40."""
+def ddp_run(tmp_path_factory: pytest.TempPathFactory, photos: Path, set5: Path):
+    """A 2-process torchrun run, started in the background (mostly importing torch, on the core this
+    process leaves idle); :func:`test_two_process_gloo_run` waits for it and judges it."""
+    root = tmp_path_factory.mktemp("ddp")
+    args = [*base_args(photos, set5, root / "run"), "--batch_size", "8", "--save_every", str(ITERS), "--workers", "1"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "esrkit.train", *args]
+    with open(root / "stderr.txt", "w+") as stderr:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        try:
+            yield proc, root / "run", stderr
+        finally:
+            if proc.poll() is None:  # its test was not run: stop it (torchrun stops its workers)
+                proc.terminate()
+                proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, photos: Path, set5: Path, one_thread, ddp_run) -> dict[str, Path]:
+    """Run ``full`` for 40 iterations; ``half`` for 20, then resumed from its last.pth up to 40 (the
+    2-process run goes on beside them)."""
     root = tmp_path_factory.mktemp("runs")
     assert main(base_args(photos, set5, root / "full")) == 0
     assert main(base_args(photos, set5, root / "half", iters=20)) == 0
@@ -169,8 +205,10 @@ def test_tiny_run_lowers_the_loss_and_writes_its_outputs(runs: dict[str, Path]) 
         assert (out / name).stat().st_size > 0
     entry = get_entry("MLRN-entire")
     load_weights(entry.build(), out / "best_weights.pth")  # strict, plain state_dict
-    load_weights(entry.build(), out / "last.pth")  # the training checkpoint loads as weights too (EMA first)
-    assert torch.equal(read_checkpoint(out / "last.pth")["conv_1.weight"],
+    load_weights(entry.build(), out / "last.pth")  # the training checkpoint loads as weights too (its EMA)
+    state, where = select_state_dict(read_checkpoint(out / "last.pth"))
+    assert where == "params_ema"  # the kit's own format says so: not an ambiguous pair of weights
+    assert torch.equal(state["conv_1.weight"],
                        torch.load(out / "last.pth", weights_only=True)["params_ema"]["conv_1.weight"])
 
 
@@ -192,16 +230,16 @@ def test_resume_continues_exactly(runs: dict[str, Path]) -> None:
 def test_resume_refuses_a_changed_recipe_and_a_reused_out_dir(
     runs: dict[str, Path], photos: Path, set5: Path, capsys
 ) -> None:
-    assert main(["--resume", str(runs["full"] / "last.pth"), "--lr", "0.001", "--no_progress"]) == 1
+    assert main(["--resume", str(runs["full"] / "last.pth"), "--lr", "0.001", "--no_progress"]) == EXIT_USAGE
     assert "--lr 0.001 differs from the resumed run's 0.0005" in capsys.readouterr().err
-    assert main(base_args(photos, set5, runs["full"])) == 1
+    assert main(base_args(photos, set5, runs["full"])) == EXIT_USAGE
     assert "already holds a run" in capsys.readouterr().err
 
 
 def test_warm_start(tmp_path: Path, runs: dict[str, Path], photos: Path, set5: Path, capsys) -> None:
     other = tmp_path / "mlrn_x4_paper.pth"
     torch.save(get_entry("MLRN-x4").build().state_dict(), other)  # 6 blocks, 58 channels
-    assert main([*base_args(photos, set5, tmp_path / "a", iters=1), "--warm_start", str(other)]) == 1
+    assert main([*base_args(photos, set5, tmp_path / "a", iters=1), "--warm_start", str(other)]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "--warm_start" in err and "does not fit MLRN" in err and len(err.strip().splitlines()) == 1
     args = [*base_args(photos, set5, tmp_path / "b", iters=1), "--val_every", "0",
@@ -215,22 +253,27 @@ def test_warm_start(tmp_path: Path, runs: dict[str, Path], photos: Path, set5: P
     (["--batch_size", "0"], "--batch_size must be positive"),
 ])
 def test_bad_options_are_clear_errors(tmp_path: Path, photos: Path, set5: Path, capsys, extra, message) -> None:
-    assert main([*base_args(photos, set5, tmp_path / "run"), *extra]) == 1
+    assert main([*base_args(photos, set5, tmp_path / "run"), *extra]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and err.startswith("error: ")
 
 
-def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path, monkeypatch, capsys) -> None:
+@pytest.mark.parametrize("error, reason", [
+    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+    (RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/0: "
+                  "file write failed"), "file write failed"),  # how torch itself reports a full disk
+])
+def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path, monkeypatch, capsys, error, reason) -> None:
     path = tmp_path / "last.pth"
     checkpointing.save_checkpoint(path, {"step": 1})
 
     def disk_full(obj, f):
         Path(f).write_bytes(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise error
 
     monkeypatch.setattr(torch, "save", disk_full)
-    assert checkpointing.try_save(path, {"step": 2}, "checkpoint") is False
-    assert "No space left on device" in capsys.readouterr().err
+    assert checkpointing.try_save(path, {"step": 2}, "checkpoint") is False  # a warning: training goes on
+    assert reason in capsys.readouterr().err
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]
@@ -257,17 +300,197 @@ def test_schedules_and_resume_config() -> None:
         merge_resume_config(saved, {"batch_size": 8})
 
 
+def test_default_validation_set_is_set5_of_the_shared_folder(set5: Path, monkeypatch) -> None:
+    monkeypatch.delenv("ESRKIT_SHARED", raising=False)
+    assert Path(TrainConfig().val_dir) == REPO_ROOT.parent / "shared" / "data" / "benchmarks" / "Set5"
+    monkeypatch.setenv("ESRKIT_SHARED", str(set5.parent.parent.parent))
+    assert Path(default_val_dir()) == set5 and Path(TrainConfig().val_dir).is_dir()
+
+
+# -- the command line: outputs checked first, Ctrl-C, exit codes, progress -------------------------
+
+def no_work(*args, **kwargs):
+    raise AssertionError("the run started working before its outputs were checked")
+
+
+@pytest.mark.parametrize("flag", ["--out_dir", "--cache_dir"])
+def test_unwritable_output_under_a_file_stops_before_any_work(tmp_path: Path, photos: Path, set5: Path,
+                                                             monkeypatch, capsys, flag) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    target = tmp_path / "a_file" / "run"
+    monkeypatch.setattr(loop, "load_training_images", no_work)
+    assert main([*base_args(photos, set5, tmp_path / "out"), flag, str(target)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {flag} {target} is not writable") and f"choose another {flag}" in err
+    assert len(err.strip().splitlines()) == 1  # before the announcement: nothing was started
+    assert not (tmp_path / "out").exists()  # and nothing was left behind
+
+
+def test_read_only_out_dir_stops_before_any_work(tmp_path: Path, photos: Path, set5: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "read_only"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        (out / "probe").touch()
+        pytest.skip("this user writes into read-only folders (root)")
+    except PermissionError:
+        pass
+    monkeypatch.setattr(loop, "load_training_images", no_work)
+    assert main(base_args(photos, set5, out)) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out_dir {out} is not writable") and len(err.strip().splitlines()) == 1
+
+
+def test_resume_without_iterations_left_is_an_error(runs: dict[str, Path], tmp_path: Path, capsys) -> None:
+    checkpoint = runs["full"] / "last.pth"  # a finished run at iteration 40
+    for extra, what in (([], f"that run is complete ({ITERS} of {ITERS} iterations)"),
+                        (["--iters", str(ITERS)], f"--iters {ITERS} is not above its iteration {ITERS}"),
+                        (["--iters", "10"], f"--iters 10 is not above its iteration {ITERS}")):
+        code = main(["--resume", str(checkpoint), "--out_dir", str(tmp_path / "more"), *extra, "--no_progress"])
+        err = capsys.readouterr().err
+        assert code == EXIT_USAGE and err == f"error: --resume {checkpoint}: {what}; give --iters above {ITERS} " \
+                                            f"to train further\n"
+    assert not (tmp_path / "more").exists()
+
+
+def interrupt_at(monkeypatch, step: int) -> None:
+    """Ctrl-C as the trainer is about to take step ``step + 1`` (its state is that of ``step``)."""
+    real = Trainer.train_step
+
+    def train_step(self: Trainer) -> torch.Tensor:
+        if self.step == step:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+
+
+def main_interrupted(args: list[str]) -> int:
+    """``main(args)``, where a Ctrl-C that escapes it is a failure of the test (not the end of pytest)."""
+    try:
+        return main(args)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped the command line (a traceback and no checkpoint)")
+
+
+def last_line(err: str) -> str:
+    assert "Traceback" not in err and err.count("interrupted:") == 1
+    return err.strip().splitlines()[-1]
+
+
+def test_ctrl_c_writes_a_checkpoint_that_resumes_exactly(runs: dict[str, Path], photos: Path, set5: Path,
+                                                          tmp_path: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "run"
+    interrupt_at(monkeypatch, 6)
+    assert main_interrupted(base_args(photos, set5, out, iters=10)) == EXIT_INTERRUPTED
+    line = last_line(capsys.readouterr().err)
+    command = f"python -m esrkit.train --resume {out / 'last.pth'}"
+    assert line == f"interrupted: at iteration 6 of 10: wrote {out / 'last.pth'}; continue with: {command}"
+    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "last.pth", "log.csv"]  # no temporary file
+    assert torch.load(out / "last.pth", weights_only=True)["step"] == 6
+    monkeypatch.undo()
+    assert main([*shlex.split(command)[3:], "--no_progress"]) == 0  # the printed command, as it is
+    resumed, full = read_log(out), read_log(runs["full"])[:10]
+    assert [r["step"] for r in resumed] == [r["step"] for r in full]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in full]  # the same steps as the unbroken run
+
+
+@pytest.mark.parametrize("where", ["first_step", "loading_images"])
+def test_ctrl_c_before_the_first_iteration_writes_nothing(tmp_path: Path, photos: Path, set5: Path,
+                                                          monkeypatch, capsys, where) -> None:
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if where == "first_step":
+        interrupt_at(monkeypatch, 0)
+    else:
+        monkeypatch.setattr(loop, "load_training_images", ctrl_c)
+    assert main_interrupted(base_args(photos, set5, tmp_path / "run")) == EXIT_INTERRUPTED
+    line = last_line(capsys.readouterr().err)
+    assert line.startswith("interrupted: ") and line.endswith("nothing was written")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+                    reason="SIGINT is handled by something else here")
+@pytest.mark.parametrize("presses", [1, 2])
+def test_real_ctrl_c_stops_between_steps_and_a_second_one_at_once(tmp_path: Path, photos: Path, set5: Path,
+                                                                  monkeypatch, capsys, presses) -> None:
+    """One SIGINT inside step 4 lets it finish (checkpoint at 4); two stop inside it (nothing saved now)."""
+    real = Trainer.train_step
+
+    def train_step(self: Trainer) -> torch.Tensor:
+        if self.step == 3:
+            for _ in range(presses):
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+    out = tmp_path / "run"
+    assert main_interrupted([*base_args(photos, set5, out, iters=10), "--save_every", "2"]) == EXIT_INTERRUPTED
+    line = last_line(capsys.readouterr().err)
+    assert line.endswith(f"continue with: python -m esrkit.train --resume {out / 'last.pth'}")
+    assert torch.load(out / "last.pth", weights_only=True)["step"] == (4 if presses == 1 else 2)
+    if presses == 2:
+        assert "stopped inside a training step (second Ctrl-C)" in line and "from before is unchanged" in line
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_an_io_error_is_one_line_and_exit_2(tmp_path: Path, photos: Path, set5: Path, monkeypatch, capsys) -> None:
+    def unreadable(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", "/data/train/0001.png")
+
+    monkeypatch.setattr(loop, "load_training_images", unreadable)
+    assert main(base_args(photos, set5, tmp_path / "run")) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: cannot access /data/train/0001.png: Permission denied")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_only_on_a_terminal_and_never_with_quiet(tmp_path: Path, photos: Path, monkeypatch,
+                                                               capsys) -> None:
+    def stderr_of(name: str, *extra: str, terminal: bool) -> str:
+        stream = Terminal() if terminal else sys.stderr
+        monkeypatch.setattr(sys, "stderr", stream)
+        args = [a for a in base_args(photos, Path("none"), tmp_path / name, iters=2) if a != "--no_progress"]
+        assert main([*args, *extra]) == 0
+        monkeypatch.undo()
+        return stream.getvalue() if terminal else capsys.readouterr().err
+
+    def assert_no_bars(text: str) -> None:
+        assert "training MLRN-entire" in text and "train:" not in text and "loading training" not in text
+
+    shown = stderr_of("terminal", terminal=True)
+    assert "loading training images" in shown and "train:" in shown
+    assert_no_bars(stderr_of("log", terminal=False))  # a log file or a pipe: no bars
+    assert_no_bars(stderr_of("quiet", "--quiet", terminal=True))
+    assert_no_bars(stderr_of("no_progress", "--no_progress", terminal=True))
+
+
+def test_train_throughput_benchmark(photos: Path, capsys) -> None:
+    args = ["--device", "cpu", "--batch_size", "2", "--patch_size", "64", "--steps", "2", "--warmup", "1",
+            "--workers", "1"]
+    assert train_throughput.main(["--train_dir", str(photos), *args]) == 0
+    assert "patches/s" in capsys.readouterr().out
+    assert train_throughput.main(["--train_dir", str(photos / "missing"), *args]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("error: training folder") and len(err.strip().splitlines()) == 1
+
+
 # -- two processes ---------------------------------------------------------------------------------
 
-def test_two_process_gloo_run(tmp_path: Path, runs: dict[str, Path], photos: Path, set5: Path) -> None:
-    out = tmp_path / "ddp"
-    args = [*base_args(photos, set5, out), "--batch_size", "8", "--save_every", str(ITERS), "--workers", "1"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "esrkit.train", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stderr.count("training MLRN-entire") == 1 and "x2 process(es)" in proc.stderr  # rank 0 reports
+def test_two_process_gloo_run(ddp_run, runs: dict[str, Path]) -> None:
+    proc, out, stderr = ddp_run
+    code = proc.wait(timeout=180)
+    stderr.seek(0)
+    err = stderr.read()
+    assert code == 0, err[-3000:]
+    assert err.count("training MLRN-entire") == 1 and "x2 process(es)" in err  # rank 0 reports
     rows = read_log(out)
     assert len(rows) == ITERS and rows[-1]["val_psnr"]
     ddp = [float(r["loss"]) for r in rows]

@@ -1,20 +1,8 @@
-"""Submission kit: ``check`` catches what the organisers would find wrong with an entry, ``package`` makes the upload.
+"""Submission kit: ``check`` catches what the organisers would find wrong with an entry, ``package`` makes the
+upload, ``export`` writes a kit entry as one challenge file, ``batch`` is the organisers' intake of every team.
 
-    python -m esrkit.submission check --model_id NAME [--weights PATH] [--data_dir DIR] [--baseline RFDN] [--year 2023]
-    python -m esrkit.submission check --model_file models/teamNN_Name.py [--weights model_zoo/teamNN_name.pth]
-    python -m esrkit.submission package --model_file models/teamNN_Name.py --data_dir DIR --out teamNN.zip
-
-Modules: :mod:`~esrkit.submission.candidate` (a registered entry or a model file imported by path),
-:mod:`~esrkit.submission.layout` (file names and imports), :mod:`~esrkit.submission.check` (the rules),
-:mod:`~esrkit.submission.package` (zip, readme.txt, factsheet), :mod:`~esrkit.submission.report` (the table).
+Modules: :mod:`~esrkit.submission.layout` (file names and imports), :mod:`~esrkit.submission.check` (the
+rules), :mod:`~esrkit.submission.package` (zip, readme.txt, factsheet), :mod:`~esrkit.submission.export`,
+:mod:`~esrkit.submission.batch`, :mod:`~esrkit.submission.report` (the table). What a submission *is* --
+a class, its arguments, weights, data range -- is :mod:`esrkit.spec` and :mod:`esrkit.entry`.
 """
-
-from esrkit.submission.candidate import Candidate, from_entry, from_model_file
-from esrkit.submission.check import YEARS, CheckOptions, run_check
-from esrkit.submission.package import PackageOptions, PackageResult, readme_text, run_package
-from esrkit.submission.report import CheckReport, RuleResult, Status
-
-__all__ = [
-    "YEARS", "Candidate", "CheckOptions", "CheckReport", "PackageOptions", "PackageResult", "RuleResult", "Status",
-    "from_entry", "from_model_file", "readme_text", "run_check", "run_package",
-]

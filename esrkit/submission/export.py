@@ -5,9 +5,11 @@ The kit keeps one architecture per file and shares blocks (``models/esa.py``); t
 single file into their own ``models/`` folder. The export reads the source of the entry's module with
 ``ast``, keeps the classes, functions and constants the network really uses (following names across
 ``from models.X import Y``), drops the kit's registration, and adds a class that builds the entry with
-no arguments when the builder passed any. The weights are re-saved as a plain state_dict under the
-kit's key names. Before anything is put in place, the written file is imported on its own, loaded
-strictly with the written weights, and must give bit-identical outputs to the kit's entry.
+no arguments when the entry passes any (an entry is data: its class and arguments are read, nothing
+is intercepted). The weights are re-saved as a plain state_dict under the kit's key names (before
+the entry's post-load step, which the header then names). Before anything is put in place, the
+written file is imported on its own, loaded strictly with the written weights, and must give
+bit-identical outputs to the entry.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ import torch
 from torch import nn
 
 from esrkit import __version__
-from esrkit.atomic import atomic_path, atomic_write
+from esrkit.atomic import atomic_path, atomic_write, check_writable_folder
+from esrkit.entry import Entry
 from esrkit.errors import KitError
-from esrkit.registry import Entry
-from esrkit.submission.candidate import from_model_file
-from esrkit.submission.layout import ALLOWED_PACKAGES, MODEL_FILE_RE, check_imports
+from esrkit.measure.probe import probe_input
+from esrkit.spec import TeamSpec, resolve
+from esrkit.submission.layout import PORTABLE_PACKAGES, check_imports
+from esrkit.teamfile import MODEL_FILE_RE
 
 PROBE_SIZE = 48  # LR pixels of the output comparison (above ESA's minimum of about 15)
 KIT_MODELS_PACKAGE = "models"  # blocks imported from here are inlined
@@ -48,7 +52,7 @@ class ExportResult:
 
 @dataclass(frozen=True)
 class BuildCall:
-    """The class an entry's builder instantiates and the arguments it passes to it."""
+    """The class an entry instantiates and the arguments it passes to it (by parameter name)."""
 
     cls: type[nn.Module]
     arguments: dict[str, object]
@@ -62,27 +66,11 @@ class BuildCall:
 
 
 def build_call(entry: Entry) -> BuildCall:
-    """What the entry's builder instantiates, with which arguments (recorded while it builds)."""
-    cls = type(entry.build())
-    signature = inspect.signature(cls.__init__)
-    recorded: list[dict[str, object]] = []
-    original, own = cls.__init__, "__init__" in vars(cls)
-
-    def recording_init(self: nn.Module, *args: object, **kwargs: object) -> None:
-        if not recorded:  # the outermost call is the entry's own
-            bound = signature.bind(self, *args, **kwargs).arguments
-            recorded.append({k: v for k, v in list(bound.items())[1:]})
-        original(self, *args, **kwargs)
-
-    cls.__init__ = recording_init  # type: ignore[method-assign]
-    try:
-        entry.builder()
-    finally:
-        if own:
-            cls.__init__ = original  # type: ignore[method-assign]
-        else:
-            del cls.__init__  # it was inherited: leave the class as it was
-    return BuildCall(cls, recorded[0])
+    """What the entry builds, read from the entry itself (its class and constructor arguments)."""
+    if not (isinstance(entry.arch, type) and issubclass(entry.arch, nn.Module)):
+        raise KitError(f"cannot export {entry.name}: it is registered with the builder function {entry.arch_name}; "
+                       f"register its nn.Module class with its arguments instead (Entry(name, Class, kwargs=...))")
+    return BuildCall(entry.arch, entry.bound_arguments())
 
 
 @dataclass
@@ -121,7 +109,7 @@ def _read_module(module: ModuleType) -> _Module:
                 info.kit_imports[alias.name] = (node.module, alias.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
-            if all(m.split(".")[0] in ALLOWED_PACKAGES or m.split(".")[0] in sys.stdlib_module_names for m in modules):
+            if all(m.split(".")[0] in PORTABLE_PACKAGES or m.split(".")[0] in sys.stdlib_module_names for m in modules):
                 info.portable_imports.append(ast.unparse(node))
             else:  # the kit's registry (used only by the dropped builders) or a third-party package
                 for alias in node.names:
@@ -244,23 +232,31 @@ def model_file_text(entry: Entry, call: BuildCall, team: int, name: str, weights
             f"        super().__init__({args})"
         )
     module = f"team{team:02d}_{name}"
+    post_load = ""
+    if entry.post_load:
+        each = entry.post_load.startswith("each:")
+        method = entry.post_load.removeprefix("each:")
+        post_load = (f"    for m in list(model.modules()):\n        if hasattr(m, \"{method}\"):\n            m.{method}()\n"
+                     if each else f"    model.{method}()\n")
+    sources_text = ", ".join(s.replace(".", "/") + ".py" if s.startswith("models") else Path(s).name for s in sources)
     header = (
         f'"""{entry.name} (x{entry.scale}, inputs and outputs in [0, {entry.data_range:g}]), exported by esrkit '
-        f"{__version__} from {', '.join(s.replace('.', '/') + '.py' for s in sources)}.\n\n"
+        f"{__version__} from {sources_text}.\n\n"
         f"Self-contained: torch only. The organisers load it as\n\n"
         f"    from models.{module} import {name}\n"
         f"    model = {name}()\n"
         f'    model.load_state_dict(torch.load("model_zoo/{weights_name}"), strict=True)\n'
+        f"{post_load}"
         f'"""'
     )
-    portable = "\n".join(s for s in imports if "__future__" not in s)
+    portable = "\n".join(line for line in imports if "__future__" not in line)
     preamble = f"{header}\n\nfrom __future__ import annotations\n\n{portable}"
     return "\n\n\n".join([preamble, *blocks]) + "\n", sources
 
 
-def export_entry(entry: Entry, model: nn.Module, team: int, name: str | None, out_dir: Path) -> ExportResult:
-    """Write ``out_dir/models/teamNN_Name.py`` and ``out_dir/model_zoo/teamNN_name.pth`` for ``model`` (the
-    entry with its weights loaded), after checking that the file alone reproduces the model exactly.
+def export_entry(entry: Entry, weights: Path | None, team: int, name: str | None, out_dir: Path) -> ExportResult:
+    """Write ``out_dir/models/teamNN_Name.py`` and ``out_dir/model_zoo/teamNN_name.pth`` for the entry with
+    ``weights`` (None: its own), after checking that the file alone reproduces it exactly.
     ``name`` None: :func:`default_name`."""
     call = build_call(entry)
     name = name or default_name(entry, call)
@@ -273,35 +269,50 @@ def export_entry(entry: Entry, model: nn.Module, team: int, name: str | None, ou
     existing = [p for p in (model_file, weights_file) if p.exists()]
     if existing:
         raise KitError(f"{existing[0]} already exists and was left as it was: remove it or choose another --out")
-    text, sources = model_file_text(entry, call, team, name, weights_file.name)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    made = [f for f in dict.fromkeys((out_dir, model_file.parent, weights_file.parent)) if not f.exists()]
+    for folder in (model_file.parent, weights_file.parent):
+        check_writable_folder(folder, "--out")
+    try:
+        return _export(entry, call, weights, team, name, out_dir, model_file, weights_file)
+    except BaseException:  # nothing was written: the folders made for it go too (if still empty)
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def _export(entry: Entry, call: BuildCall, weights: Path | None, team: int, name: str, out_dir: Path,
+            model_file: Path, weights_file: Path) -> ExportResult:
+    text, sources = model_file_text(entry, call, team, name, weights_file.name)
+    # The weights as the organisers load them: before the post-load step, which their loader runs.
+    as_loaded = entry.replace(post_load=None).load(weights)
+    state = {k: v.detach().cpu().clone() for k, v in as_loaded.model.state_dict().items()}
+    reference = entry.load(weights).model if entry.post_load else as_loaded.model
+
     with tempfile.TemporaryDirectory(prefix=".esrkit_export_", dir=out_dir) as staging:
         staged_file = Path(staging) / "models" / model_file.name
         staged_weights = Path(staging) / "model_zoo" / weights_file.name
         atomic_write(staged_file, text)
         with atomic_path(staged_weights) as tmp:
             torch.save(state, tmp)
-        _verify(entry, model, staged_file, staged_weights)
+        _verify(entry, reference, staged_file, staged_weights, name)
         for staged, final in ((staged_file, model_file), (staged_weights, weights_file)):
-            final.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(staged, final)
     return ExportResult(model_file, weights_file, name, sources)
 
 
-def _verify(entry: Entry, model: nn.Module, model_file: Path, weights: Path) -> None:
+def _verify(entry: Entry, reference: nn.Module, model_file: Path, weights: Path, name: str) -> None:
     """The written file, imported on its own and loaded strictly, gives the entry's outputs bit for bit."""
     imports = check_imports(model_file)
     if not imports.passed:
         raise KitError(f"the exported file would fail the single-file rule ({imports.reason}); nothing was written")
-    candidate = from_model_file(model_file, weights, entry.scale, entry.data_range)
-    exported = candidate.load_model()
-    generator = torch.Generator().manual_seed(0)
-    x = torch.rand(1, 3, PROBE_SIZE, PROBE_SIZE, generator=generator) * entry.data_range
-    reference = model.cpu().eval()
+    exported = resolve(TeamSpec(model_file=model_file, class_name=name, weights=weights, data_range=entry.data_range,
+                                scale=entry.scale, post_load=entry.post_load)).load()
+    x = probe_input(PROBE_SIZE, PROBE_SIZE, data_range=entry.data_range or 1.0)
     with torch.inference_mode():
-        same = torch.equal(exported(x), reference(x))
+        same = torch.equal(exported.model(x), reference.cpu().eval()(x))
     if not same:
         raise KitError(f"the exported {model_file.name} does not reproduce {entry.name} exactly "
-                       f"(its builder does more than construct the class?); nothing was written")
+                       f"(does its class do more than its constructor says?); nothing was written")

@@ -9,6 +9,7 @@ existing one only once it is complete.
 from __future__ import annotations
 
 import datetime
+import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -18,12 +19,16 @@ from typing import Mapping, Sequence
 import torch
 
 from esrkit import __version__
-from esrkit.atomic import atomic_path, atomic_write
-from esrkit.datasets import Split, open_split
+from esrkit.atomic import check_writable_file, replace_together
+from esrkit.datasets import Split, demo_split, open_split
+from esrkit.device import device_name, pick_device, prepare_model
+from esrkit.entry import Entry, Loaded
 from esrkit.errors import KitError
-from esrkit.runner import SplitResult, SplitRunner, device_name, pick_device, prepare_model
-from esrkit.submission.candidate import Candidate
-from esrkit.submission.check import Counts, check_forward, count, probe_input
+from esrkit.evaluation import Evaluator, SplitRecord
+from esrkit.measure.complexity import Complexity, count
+from esrkit.measure.probe import probe_input
+from esrkit.progress import QUIET, Progress
+from esrkit.submission.check import check_forward
 
 README_NAME = "readme.txt"
 PREFLIGHT_SIZE = 64  # LR pixels of the forward pass that must give a valid image before anything is written
@@ -33,7 +38,7 @@ PREFLIGHT_SIZE = 64  # LR pixels of the forward pass that must give a valid imag
 class PackageOptions:
     """Where the LR images are, what goes into readme.txt, and where the zip and factsheet go."""
 
-    data_dir: Path
+    data_dir: Path | None  # None: the embedded demo photos (a trial of the packaging path)
     out: Path
     split: str = "valid"
     layout: str = "auto"
@@ -66,50 +71,63 @@ def readme_text(runtime_s: float, on_cpu: bool, extra_data: bool, description: s
     )
 
 
-def write_flat_zip(out: Path, files: Sequence[Path], texts: Mapping[str, str]) -> list[str]:
-    """Zip ``files`` (by their base names) and ``texts`` (name -> content) with no folders, atomically."""
+def write_flat_zip(out: Path, files: Sequence[Path], texts: Mapping[str, str],
+                   beside: Mapping[Path, str] | None = None) -> list[str]:
+    """Zip ``files`` (by their base names) and ``texts`` (name -> content) with no folders; the zip and the
+    ``beside`` files (path -> text, e.g. the factsheet) replace their targets together, or none does."""
     names = [f.name for f in files] + list(texts)
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise KitError(f"two files would be stored as {duplicates[0]} in {out}: image names must be unique")
-    with atomic_path(out) as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for f in files:
                 zf.write(f, arcname=f.name)
-            for name, text in texts.items():
-                zf.writestr(name, text)
+            for member, text in texts.items():
+                zf.writestr(member, text)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        replace_together({out: tmp, **dict(beside or {})})
+    except OSError as exc:
+        raise KitError(f"cannot write {out}: {exc.strerror or exc}; choose another path (or free some space)"
+                       f"{' -- the existing file was left as it was' if out.exists() else ''}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return names
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
 def factsheet_text(
-    candidate: Candidate, counts: Counts, split: Split, result: SplitResult, device: torch.device,
-    data_range: float, options: PackageOptions,
+    loaded: Loaded, counts: Complexity, split: Split, result: SplitRecord, device: torch.device, options: PackageOptions,
 ) -> str:
     """A Markdown factsheet skeleton: the kit's measurements filled in, the team's parts marked TODO."""
-    fv = counts.fvcore if isinstance(counts.fvcore, str) else f"{counts.fvcore.macs / 1e9:.2f}"
+    entry = loaded.entry
+    fv = "n/a (fvcore could not count it)" if counts.flops_fvcore is None else f"{counts.flops_fvcore / 1e9:.2f}"
     memory = "n/a (not measured off CUDA)" if result.memory_mib is None else f"{result.memory_mib:.2f}"
     on = device_name(device)
-    runtime_ms = _mean(result.runtime_ms)
-    o = counts.official
+    runtime_ms = result.mean_runtime_ms
+    probe = "3x256x256 LR input" + (" -- INPUT-DEPENDENT, see below" if counts.varies else "")
     rows = [
-        ("Params [M]", f"{o.params / 1e6:.3f} ({o.params:,})", "all parameters, no buffers"),
-        ("FLOPs [G], official hook counter (2022-2023)", f"{o.flops / 1e9:.2f}", "MACs on a 3x256x256 LR input"),
-        ("FLOPs [G], fvcore (2024-2025)", fv, "MACs on a 3x256x256 LR input"),
-        ("Activations [M]", f"{o.activations / 1e6:.2f}", "conv outputs on a 3x256x256 LR input"),
-        ("#Conv", str(o.num_conv), "conv calls on a 3x256x256 LR input"),
+        ("Params [M]", f"{counts.params / 1e6:.3f} ({counts.params:,})", "all parameters, no buffers"),
+        ("FLOPs [G], official hook counter (2022-2023)", f"{counts.flops_official / 1e9:.2f}", f"MACs on a {probe}"),
+        ("FLOPs [G], fvcore (2024-2025)", fv, f"MACs on a {probe}"),
+        ("Activations [M]", f"{counts.activations / 1e6:.2f}", f"conv outputs on a {probe}"),
+        ("#Conv", str(counts.num_conv), f"conv calls on a {probe}"),
         ("Runtime [ms / image]", f"{runtime_ms:.2f}",
          f"challenge protocol mean over {len(split)} {split.name} images (fp32, batch 1, no warm-up) on {on}"),
         ("GPU memory [MiB]", memory, "max_memory_allocated after the split"),
-        (f"PSNR {split.name} [dB]", f"{_mean(result.psnr):.2f}" if result.has_metrics else "n/a (LR only: no HR)",
+        (f"PSNR {split.name} [dB]", f"{result.mean('psnr'):.2f}" if result.has_metrics else "n/a (LR only: no HR)",
          f"RGB, 4-pixel border, {split.layout} layout at {split.root}"),
     ]
     table = "\n".join(f"| {name} | {value} | {how} |" for name, value, how in rows)
+    if counts.varies:
+        table += f"\n\nComplexity: {counts.probe_note()}."
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    return f"""# NTIRE Efficient Super-Resolution challenge: factsheet of {candidate.source_file.stem}
+    source = entry.source or Path(f"models/{entry.name}.py")
+    return f"""# NTIRE Efficient Super-Resolution challenge: factsheet of {source.stem}
 
 _Skeleton written by esrkit {__version__} on {date}. The measured numbers below are the kit's; every TODO is yours._
 
@@ -118,11 +136,11 @@ _Skeleton written by esrkit {__version__} on {date}. The measured numbers below 
 - Team leader (name, address, phone, email): TODO
 - Other members and affiliations: TODO
 - User names on the challenge site: TODO
-- Best scoring entry: `{candidate.source_file.name}` with `{candidate.weights.name if candidate.weights else 'TODO'}`
+- Best scoring entry: `{source.name}` with `{loaded.weights.name}`
 - Link to the code and the trained model: TODO
 
 ## 2. Method
-- Entry: {candidate.described_as}; x{candidate.scale}, data range {data_range:g}
+- Entry: {loaded.describe()}; x{entry.scale}, data range {entry.data_range:g}
 - Architecture (with a figure) and what is new: TODO
 - Reparameterisation / pruning / distillation, if any: TODO
 
@@ -145,40 +163,58 @@ _Skeleton written by esrkit {__version__} on {date}. The measured numbers below 
 """
 
 
-def run_package(candidate: Candidate, options: PackageOptions) -> PackageResult:
-    """Run the candidate on the split's LR images and write the zip and the factsheet."""
-    if candidate.build is None:
-        raise KitError(candidate.problem or f"{candidate.source_file} gave no model")
-    if candidate.data_range is None:
-        raise KitError(f"{candidate.name} declares no data range: pass --data_range (check reports the one that fits)")
+def check_outputs(options: PackageOptions) -> Path:
+    """The zip and the factsheet can be written -- checked before anything runs; returns the factsheet path."""
     out = options.out
     if out.suffix.lower() != ".zip":
         raise KitError(f"--out {out} must be a .zip file")
-    factsheet_path = options.factsheet or out.with_name(f"{out.stem}_factsheet.md")
-    split = open_split(options.data_dir, options.split, options.layout, candidate.scale, lr_only=options.lr_only)
+    factsheet = options.factsheet or out.with_name(f"{out.stem}_factsheet.md")
+    check_writable_file(out, "--out")
+    check_writable_file(factsheet, "--factsheet")
+    if factsheet.resolve() == out.resolve():
+        raise KitError(f"--factsheet {factsheet} is the zip itself: choose another path")
+    return factsheet
+
+
+def run_package(entry: Entry, options: PackageOptions, progress: Progress = QUIET) -> PackageResult:
+    """Run the entry on the split's LR images and write the zip and the factsheet."""
+    if entry.data_range is None:
+        raise KitError(f"{entry.name} declares no data range: pass --data_range (check reports the one that fits)")
+    factsheet_path = check_outputs(options)
+    if options.data_dir is None:
+        if options.lr_only or options.split != "valid":
+            raise KitError("--lr_only / --split need --data_dir (the demo photos are one valid split with HR)")
+        split = demo_split()
+    else:
+        split = open_split(options.data_dir, options.split, options.layout, entry.scale, lr_only=options.lr_only)
     device = pick_device(options.device)
     torch.backends.cudnn.benchmark = False
-    model = candidate.load_model()
-    counts = count(model)
-    model = prepare_model(model, device)
-    x = probe_input(PREFLIGHT_SIZE, PREFLIGHT_SIZE, candidate.data_range, device)
-    preflight, _ = check_forward("forward", model, x, candidate.scale)
-    if not preflight.passed:
-        raise KitError(f"{candidate.name} gives no valid output ({preflight.reason}): nothing was written; run check")
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".esrkit_package_", dir=out.parent) as staging:
-        runner = SplitRunner(model, scale=candidate.scale, data_range=candidate.data_range, device=device,
-                             tile=candidate.tile, tile_overlap=candidate.tile_overlap, save_dir=Path(staging))
-        result = runner.run(split)
-        runtime_s = _mean(result.runtime_ms) / 1e3
-        measured = (f"runtime measured by esrkit {__version__} on {device_name(device)}: "
-                    f"challenge protocol, mean of {len(split)} {split.name} images, fp32, batch 1, no warm-up")
-        text = readme_text(runtime_s, device.type == "cpu", options.extra_data,
-                           f"{options.description.strip()} ({measured})" if options.description.strip() else measured)
-        images = [Path(staging) / split.name / f"{name}.png" for name in result.names]
-        members = write_flat_zip(out, images, {README_NAME: text})
-    atomic_write(factsheet_path, factsheet_text(candidate, counts, split, result, device, candidate.data_range, options))
+    with entry.running_on(device):
+        loaded = entry.load()
+        counts = count(loaded.model, counters=("official", "fvcore"))
+        model = prepare_model(loaded.model, device)
+        preflight = check_forward("forward", model, probe_input(PREFLIGHT_SIZE, PREFLIGHT_SIZE, data_range=entry.data_range,
+                                                                device=device), entry.scale)
+        if preflight.output is None:
+            raise KitError(f"{entry.name} gives no valid output ({preflight.result.reason}): nothing was written; run check")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        out = options.out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".esrkit_package_", dir=out.parent) as staging:
+            evaluator = Evaluator(model, scale=entry.scale, data_range=entry.data_range, device=device, tile=entry.tile,
+                                  tile_overlap=entry.tile_overlap, progress=progress,
+                                  source=f"{entry.name} with {loaded.weights}")
+            try:
+                result = evaluator.run(split, Path(staging) / split.name)
+            except KitError as exc:  # the model on the real images (NaN, a size it refuses): the upload stays as it was
+                raise KitError(f"{exc}; nothing was written (run check)") from None
+            runtime_s = result.mean_runtime_ms / 1e3
+            measured = (f"runtime measured by esrkit {__version__} on {device_name(device)}: "
+                        f"challenge protocol, mean of {len(split)} {split.name} images, fp32, batch 1, no warm-up")
+            text = readme_text(runtime_s, device.type == "cpu", options.extra_data,
+                               f"{options.description.strip()} ({measured})" if options.description.strip() else measured)
+            images = [Path(staging) / split.name / f"{name}.png" for name in result.names]
+            sheet = factsheet_text(loaded, counts, split, result, device, options)
+            members = write_flat_zip(out, images, {README_NAME: text}, beside={factsheet_path: sheet})
     return PackageResult(out, members, text, factsheet_path, runtime_s)

@@ -1,8 +1,9 @@
 """Training checkpoints: written atomically, read back with ``weights_only=True``.
 
 A training checkpoint is a dict that the kit's own loader also understands: its weights sit under
-``params`` (and ``params_ema`` when EMA is on, which :func:`esrkit.checkpoint.read_checkpoint`
-prefers), so ``--warm_start``, evaluation and ``load_weights`` accept it as is. Beside the weights it
+``params`` (and ``params_ema`` when EMA is on), and its ``format`` says which of them is the model
+(``params_ema`` when present: see :func:`esrkit.checkpoint.select_state_dict`), so ``--warm_start``,
+evaluation and ``load_weights`` accept it as is. Beside the weights it
 holds everything ``--resume`` needs for an exact continuation: optimizer, scheduler, step, the patch
 samplers' generator states (one per rank), the global RNG states, the best validation score, the
 elapsed training time and the run's config. Only tensors, numbers, strings, lists and dicts are
@@ -12,9 +13,7 @@ stored, so nothing is unpickled beyond what ``weights_only`` allows.
 from __future__ import annotations
 
 import copy
-import pickle
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,10 @@ import torch
 from torch import nn
 
 from esrkit.atomic import atomic_path
+from esrkit.checkpoint import TRAINING_FORMAT, read_checkpoint
 from esrkit.errors import KitError
 
-FORMAT = "esrkit-train-v1"
+FORMAT = TRAINING_FORMAT
 
 
 class EMA:
@@ -52,9 +52,15 @@ def _clone(model: nn.Module) -> nn.Module:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` through a temporary file: ``path`` keeps its previous content on any failure."""
+    """``torch.save`` through a temporary file: ``path`` keeps its previous content on any failure,
+    which is a :class:`KitError` naming ``path`` (torch reports a full disk as a RuntimeError)."""
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except (OSError, RuntimeError) as exc:
+            reason = (exc.strerror or exc) if isinstance(exc, OSError) else (str(exc).splitlines() or [exc])[0]
+            raise KitError(f"cannot write {path}: {reason}; free some space or choose another --out_dir "
+                           f"(the previous file is unchanged)") from None
 
 
 def save_weights(path: str | Path, model: nn.Module) -> None:
@@ -68,10 +74,9 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise KitError(f"--resume {path}: no such file; point it at an out_dir's last.pth or best.pth")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise KitError(f"--resume {path}: cannot read it as a training checkpoint ({first})") from None
+        state = read_checkpoint(path, what="--resume")
+    except KitError as exc:
+        raise KitError(f"--resume {path}: not a training checkpoint ({exc})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise KitError(
             f"--resume {path} is not a training checkpoint written by esrkit.train (plain weights?); "
@@ -95,11 +100,10 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def try_save(path: Path, state: dict[str, Any], what: str) -> bool:
-    """Save, but only warn on an OS error (disk full...): the previous file stays intact."""
+    """Save, but only warn when it fails (disk full...): the previous file stays intact."""
     try:
         save_checkpoint(path, state)
         return True
-    except OSError as exc:
-        print(f"warning: could not write {what} {path} ({exc.strerror or exc}); the previous file is "
-              f"unchanged, training goes on", file=sys.stderr)
+    except KitError as exc:
+        print(f"warning: {what} not written: {exc}; training goes on", file=sys.stderr)
         return False

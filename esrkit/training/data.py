@@ -30,13 +30,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from esrkit.atomic import atomic_path
+from esrkit.atomic import atomic_path, check_writable_folder
 from esrkit.datasets import modcrop
 from esrkit.errors import KitError
 from esrkit.imageio import is_image_file, read_rgb
 from esrkit.imresize import imresize
+from esrkit.progress import Progress
 
 # Bump when the LR recipe changes, so stale cache files are never reused.
 LR_CACHE_VERSION = "matlab-bicubic-v1"
@@ -59,15 +59,24 @@ def find_images(folders: Iterable[str | Path]) -> list[Path]:
 
 
 class LRCache:
-    """LR images on disk as ``.npy``, keyed by (absolute path, size, mtime, scale, resize version)."""
+    """LR images on disk as ``.npy``, keyed by (absolute path, size, mtime, scale, resize version).
+
+    The folder is made and checked when the cache is opened (before any work). One that exists but
+    cannot be written is only read (a shared cache); after a failed write (disk full) nothing more
+    is stored, with one warning.
+    """
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder).expanduser()
+        self.writable = True
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise KitError(f"cannot create the LR cache folder {self.folder}: {exc.strerror or exc}; "
-                           f"fix --cache_dir or leave it out") from None
+            check_writable_folder(self.folder, "--cache_dir")
+        except KitError as exc:
+            if not self.folder.is_dir():
+                raise KitError(f"{exc} (or leave it out)") from None
+            self.writable = False
+            print(f"warning: --cache_dir {self.folder} cannot be written: its cached LR images are read, "
+                  f"new ones are not stored", file=sys.stderr)
 
     def path_for(self, image: Path, scale: int) -> Path:
         stat = image.stat()
@@ -85,12 +94,18 @@ class LRCache:
         return lr if lr.shape == expected and lr.dtype == np.uint8 else None
 
     def put(self, image: Path, scale: int, lr: np.ndarray) -> None:
-        """Store ``lr`` atomically; a failure (disk full, read-only) only costs the cache entry."""
+        """Store ``lr`` atomically; a failure (disk full) only costs the cache entries from then on."""
+        if not self.writable:
+            return
         try:
             with atomic_path(self.path_for(image, scale)) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, lr, allow_pickle=False)
-        except OSError as exc:
-            print(f"warning: could not write the LR cache for {image}: {exc.strerror or exc}", file=sys.stderr)
+        except (OSError, KitError) as exc:
+            if self.writable:  # one warning, not one per image
+                self.writable = False
+                reason = (exc.strerror or exc) if isinstance(exc, OSError) else exc
+                print(f"warning: could not write the LR cache for {image} ({reason}); "
+                      f"the LR images are not cached from here on", file=sys.stderr)
 
 
 @dataclass
@@ -141,10 +156,14 @@ def load_training_images(
     scale: int,
     patch_size: int,
     workers: int = 4,
-    cache_dir: str | Path | None = None,
+    cache_dir: str | Path | LRCache | None = None,
     progress: bool = True,
 ) -> TrainingImages:
-    """Decode every image under ``folders`` and make its LR (see the module docstring)."""
+    """Decode every image under ``folders`` and make its LR (see the module docstring).
+
+    ``cache_dir``: a folder or an opened :class:`LRCache`; ``progress``: a bar when standard error is
+    a terminal (see :class:`esrkit.progress.Progress`), never with False.
+    """
     if patch_size % scale:
         raise KitError(f"--patch_size {patch_size} must be a multiple of the scale {scale}")
     files = find_images(folders)
@@ -153,11 +172,14 @@ def load_training_images(
             f"no image files under {', '.join(map(str, folders))}: point --train_dir at folders of HR images "
             f"(PNG, JPEG, WebP, ...; subfolders are searched)"
         )
-    cache = LRCache(cache_dir) if cache_dir is not None else None
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(lambda p: _load_one(p, scale, patch_size, cache), files)
-        results = list(tqdm(results, total=len(files), desc="loading training images", unit="img",
-                            disable=not progress, leave=False))
+    cache = cache_dir if isinstance(cache_dir, LRCache) or cache_dir is None else LRCache(cache_dir)
+    display = Progress(None if progress else False)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
+            display.bar(len(files), "loading training images", unit="img") as bar:
+        results = []
+        for result in pool.map(lambda p: _load_one(p, scale, patch_size, cache), files):
+            results.append(result)
+            bar.advance()
     images = TrainingImages([], [], [], scale)
     for path, result in zip(files, results):
         if result == "small":

@@ -4,13 +4,21 @@ One :class:`Trainer` per process. Under ``torchrun`` (``WORLD_SIZE`` > 1) it joi
 group (NCCL on CUDA, gloo on CPU), wraps the model in DistributedDataParallel and samples its own
 crops (a rank-specific generator seed); ``batch_size`` is the global batch, split evenly over the
 ranks, so the recipe does not change with the number of GPUs. Only rank 0 validates, logs and saves.
+
+Every output (``out_dir``, ``cache_dir``) is checked before any work. Ctrl-C (SIGINT) stops a run
+resumably: the first one ends it at the next iteration boundary (a validation under way is cut
+short) and rank 0 writes ``last.pth``, atomically like the periodic saves; a second Ctrl-C stops at
+once, and writes nothing if it lands inside a training step (whose state would be half updated).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,14 +29,18 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from esrkit import metrics
+from esrkit.atomic import check_writable_folder
 from esrkit.checkpoint import load_weights
 from esrkit.datasets import open_split
+from esrkit.device import device_name, pick_device
+from esrkit.entry import Entry
 from esrkit.errors import KitError
-from esrkit.registry import DEFAULT_ENTRY, REPO_ROOT, Entry, get_entry
-from esrkit.runner import device_name, pick_device
+from esrkit.imageio import tensor_to_uint8, uint8_to_tensor
+from esrkit.paths import shared_path
+from esrkit.progress import Progress
+from esrkit.registry import DEFAULT_ENTRY, get_entry
 from esrkit.training.checkpointing import (
     EMA,
     FORMAT,
@@ -38,10 +50,15 @@ from esrkit.training.checkpointing import (
     set_rng_states,
     try_save,
 )
-from esrkit.training.data import PatchSampler, load_training_images, pick_data_device, to_model_input
+from esrkit.training.data import LRCache, PatchSampler, load_training_images, pick_data_device, to_model_input
 from esrkit.training.records import LogRow, RunLog
 
-DEFAULT_VAL_DIR = "../shared/data/benchmarks/Set5"  # relative to the repository root
+
+def default_val_dir() -> str:
+    """Set5 in the shared folder (``$ESRKIT_SHARED`` or ``../shared``)."""
+    return str(shared_path("data", "benchmarks", "Set5"))
+
+
 SCHEDULES = ("step", "cosine")
 # Options that may differ from the checkpoint's on --resume (paths, cadence, hardware).
 RESUME_OVERRIDABLE = frozenset({
@@ -56,7 +73,7 @@ class TrainConfig:
 
     model_id: str = DEFAULT_ENTRY
     train_dir: list[str] = field(default_factory=list)
-    val_dir: str | None = DEFAULT_VAL_DIR
+    val_dir: str | None = field(default_factory=default_val_dir)
     out_dir: str | None = None
     iters: int = 1_000_000
     batch_size: int = 64
@@ -173,13 +190,50 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch
 
 @dataclass
 class RunSummary:
-    """What a finished run reports."""
+    """What a finished (or interrupted) run reports."""
 
     step: int
     last_loss: float
     best_psnr: float
     best_step: int
     out_dir: Path
+    interrupted: bool = False
+    checkpoint: Path | None = None  # interrupted: the checkpoint to resume from (None: there is none)
+    note: str = ""  # interrupted: what was (not) written, when it is not simply ``checkpoint``
+
+
+class StopOnInterrupt:
+    """Ctrl-C, deferred while entered: the first SIGINT only sets ``requested`` (the loop stops at its
+    next boundary, :meth:`check`); a second raises KeyboardInterrupt at once and sets ``forced``.
+
+    It takes over only from Python's default handler, in the main thread (elsewhere: no change).
+    """
+
+    def __init__(self) -> None:
+        self.requested = self.forced = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "StopOnInterrupt":
+        self.requested = self.forced = False
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        if self.requested:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
 
 
 class Trainer:
@@ -194,9 +248,12 @@ class Trainer:
             raise KitError(f"--batch_size {cfg.batch_size} (global) must be divisible by the "
                            f"{self.ctx.world_size} processes")
         self.local_batch = cfg.batch_size // self.ctx.world_size
-        if self.ctx.is_main and resume_state is None and (self.out_dir / "last.pth").exists():
-            raise KitError(f"{self.out_dir} already holds a run (last.pth): continue it with "
-                           f"--resume {self.out_dir / 'last.pth'}, or choose another --out_dir")
+        if self.ctx.is_main:  # every output is checked before any work (rank 0 writes them)
+            check_writable_folder(self.out_dir, "--out_dir")
+            if resume_state is None and (self.out_dir / "last.pth").exists():
+                raise KitError(f"{self.out_dir} already holds a run (last.pth): continue it with "
+                               f"--resume {self.out_dir / 'last.pth'}, or choose another --out_dir")
+        lr_cache = LRCache(cfg.cache_dir) if cfg.cache_dir else None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.set_float32_matmul_precision("high")
@@ -219,7 +276,7 @@ class Trainer:
         self.validating = bool(val_dir) and str(val_dir).lower() != "none" and cfg.val_every > 0
         self.val_set = self._load_val_set() if self.validating and self.ctx.is_main else []
         images = load_training_images(cfg.train_dir, self.entry.scale, cfg.patch_size, cfg.workers,
-                                      cfg.cache_dir, progress=cfg.progress and self.ctx.is_main)
+                                      lr_cache, progress=cfg.progress and self.ctx.is_main)
         self.data_summary = images.summary()
         data_device = pick_data_device(images.nbytes, self.device, cfg.data_device)
         self.sampler = PatchSampler(images, cfg.patch_size, data_seed(cfg.seed, self.ctx.rank), data_device,
@@ -230,6 +287,8 @@ class Trainer:
         self.best_psnr = -math.inf
         self.best_step = 0
         self.elapsed_s = 0.0
+        self.saved_step: int | None = None  # the step last.pth was last written at by this run
+        self.stop = StopOnInterrupt()
         self.log = RunLog(self.out_dir / "log.csv", self.out_dir / "curves.png")
         if resume_state is not None:
             self._load_state(resume_state)
@@ -240,7 +299,8 @@ class Trainer:
         model = self.entry.build()
         if self.cfg.warm_start:
             try:
-                load_weights(model, self.cfg.warm_start, self.entry.checkpoint_filter)
+                load_weights(model, self.cfg.warm_start, state_key=self.entry.state_key,
+                             checkpoint_filter=self.entry.checkpoint_filter)
             except KitError as exc:
                 raise KitError(f"--warm_start: {exc}") from None
         model = model.to(self.device).train()
@@ -264,10 +324,7 @@ class Trainer:
             model.train()
 
     def _load_val_set(self) -> list[tuple[str, torch.Tensor, np.ndarray]]:
-        val_dir = str(self.cfg.val_dir)
-        path = Path(val_dir)
-        if not path.is_absolute() and val_dir == DEFAULT_VAL_DIR:
-            path = REPO_ROOT / val_dir
+        path = Path(str(self.cfg.val_dir)).expanduser()
         if not path.is_dir():
             raise KitError(f"validation folder {path} does not exist: pass --val_dir PATH (a benchmark folder "
                            f"with HR/ and LR_bicubic/X4/, an official layout, or a folder of HR images), "
@@ -276,7 +333,7 @@ class Trainer:
         val_set = []
         for pair in split.pairs:
             hr, lr = pair.load(self.entry.scale)
-            val_set.append((pair.name, metrics.uint8_to_tensor(lr, self.entry.data_range).to(self.device), hr))
+            val_set.append((pair.name, uint8_to_tensor(lr, self.entry.data_range).to(self.device), hr))
         return val_set
 
     # -- training ----------------------------------------------------------------------------------
@@ -306,58 +363,103 @@ class Trainer:
         was_training = model.training
         model.eval()
         rgb, y = [], []
-        for _, lr, hr in self.val_set:
-            sr = metrics.tensor_to_uint8(model(lr), self.entry.data_range)
-            rgb.append(metrics.psnr(sr, hr, crop_border=self.entry.scale))
-            y.append(metrics.psnr(sr, hr, crop_border=self.entry.scale, test_y_channel=True))
-        model.train(was_training)
+        try:
+            for _, lr, hr in self.val_set:
+                self.stop.check()  # a Ctrl-C cuts a long validation short
+                sr = tensor_to_uint8(model(lr), self.entry.data_range)
+                rgb.append(metrics.psnr(sr, hr, crop_border=self.entry.scale))
+                y.append(metrics.psnr(sr, hr, crop_border=self.entry.scale, test_y_channel=True))
+        finally:
+            model.train(was_training)
         return float(np.mean(rgb)), float(np.mean(y))
 
     def run(self) -> RunSummary:
-        """Train until ``iters``, validating, logging and saving on the way."""
+        """Train until ``iters``, validating, logging and saving on the way.
+
+        Ctrl-C stops the run resumably (see the module docstring); the summary then says ``interrupted``.
+        """
         cfg, main = self.cfg, self.ctx.is_main
         if main:
             self._announce()
-        bar = tqdm(total=cfg.iters, initial=self.step, unit="it", dynamic_ncols=True, desc="train",
-                   disable=not (main and cfg.progress))
-        postfix: dict[str, str] = {}
+        progress = Progress(None if cfg.progress and main else False)
         loss_sum = torch.zeros((), device=self.device)
-        window_steps, window_start, last_loss = 0, time.perf_counter(), math.nan
+        window_steps, window_start, last_loss, psnr = 0, time.perf_counter(), math.nan, ""
         run_start, elapsed_before = window_start, self.elapsed_s
-        while self.step < cfg.iters:
-            lr_now = self.optimizer.param_groups[0]["lr"]
-            loss_sum += self.train_step()
-            window_steps += 1
-            bar.update(1)
-            step = self.step
-            final = step == cfg.iters
-            do_val = self.validating and (step % cfg.val_every == 0 or final)
-            do_save = step % cfg.save_every == 0 or final
-            if not (step % cfg.log_every == 0 or do_val or do_save):
-                continue
-            last_loss = self._mean_over_ranks(loss_sum / window_steps)
-            now = time.perf_counter()
-            seconds = now - window_start  # training only: validation and saving are left out
-            self.elapsed_s = elapsed_before + now - run_start
-            row = LogRow(step, last_loss, lr_now, elapsed_s=round(self.elapsed_s, 3),
-                         patches_per_s=round(window_steps * cfg.batch_size / seconds, 2))
-            postfix.update(loss=f"{last_loss:.4g}", lr=f"{lr_now:.3g}")
-            improved = False
-            if do_val and main:
-                row.val_psnr, row.val_y_psnr = self.validate()
-                improved = row.val_psnr > self.best_psnr
-                if improved:
-                    self.best_psnr, self.best_step = row.val_psnr, step
-                postfix["psnr"] = f"{row.val_psnr:.2f}"
-            bar.set_postfix(postfix, refresh=False)
-            if main:
-                self.log.append(row)
-            if do_save or do_val:
-                self._save(last=do_save, best=improved, final=final)
-            loss_sum.zero_()
-            window_steps, window_start = 0, time.perf_counter()
-        bar.close()
+        stepping = False
+        with self.stop, progress.bar(cfg.iters, "train", unit="it", initial=self.step, mininterval=0.1) as bar:
+            try:
+                while self.step < cfg.iters:
+                    self.stop.check()
+                    lr_now = self.optimizer.param_groups[0]["lr"]
+                    stepping = True
+                    loss_sum += self.train_step()
+                    stepping = False
+                    window_steps += 1
+                    bar.advance()
+                    step = self.step
+                    final = step == cfg.iters
+                    do_val = self.validating and (step % cfg.val_every == 0 or final)
+                    do_save = step % cfg.save_every == 0 or final
+                    if not (step % cfg.log_every == 0 or do_val or do_save):
+                        continue
+                    last_loss = self._mean_over_ranks(loss_sum / window_steps)
+                    now = time.perf_counter()
+                    seconds = now - window_start  # training only: validation and saving are left out
+                    self.elapsed_s = elapsed_before + now - run_start
+                    row = LogRow(step, last_loss, lr_now, elapsed_s=round(self.elapsed_s, 3),
+                                 patches_per_s=round(window_steps * cfg.batch_size / seconds, 2))
+                    improved = False
+                    if do_val and main:
+                        row.val_psnr, row.val_y_psnr = self.validate()
+                        improved = row.val_psnr > self.best_psnr
+                        if improved:
+                            self.best_psnr, self.best_step = row.val_psnr, step
+                        psnr = f", psnr {row.val_psnr:.2f}"
+                    bar.status(f"loss {last_loss:.4g}, lr {lr_now:.3g}{psnr}")
+                    if main:
+                        self.log.append(row)
+                    if do_save or do_val:
+                        self._save(last=do_save, best=improved, final=final)
+                    loss_sum.zero_()
+                    window_steps, window_start = 0, time.perf_counter()
+            except KeyboardInterrupt:
+                self.elapsed_s = elapsed_before + time.perf_counter() - run_start
+                return self._interrupted(last_loss, torn=stepping and self.stop.forced)
         return RunSummary(self.step, last_loss, self.best_psnr, self.best_step, self.out_dir)
+
+    def _interrupted(self, last_loss: float, torn: bool) -> RunSummary:
+        """After Ctrl-C: rank 0 writes last.pth of the current step, unless ``torn`` (inside a step).
+
+        No collective is run (the other ranks may be gone), so a multi-process checkpoint holds rank
+        0's patch stream only: resuming it re-seeds the others' (said when it happens).
+        """
+        summary = RunSummary(self.step, last_loss, self.best_psnr, self.best_step, self.out_dir, interrupted=True)
+        if not self.ctx.is_main:
+            return summary
+        path = self.out_dir / "last.pth"
+        previous = path if path.exists() else None
+        if torn:
+            summary.checkpoint = previous
+            summary.note = "stopped inside a training step (second Ctrl-C), so its state was not saved" + (
+                f"; {path} from before is unchanged" if previous else "; nothing was written")
+        elif self.step == 0:
+            summary.note = "nothing was written"
+        elif self.step == self.saved_step:
+            summary.checkpoint, summary.note = path, f"{path} holds this iteration"
+        else:
+            try:
+                save_checkpoint(path, self.state_dict([self.sampler.get_state()]))
+            except KitError as exc:
+                summary.checkpoint, summary.note = previous, f"the checkpoint was not written: {exc}"
+            except KeyboardInterrupt:
+                summary.checkpoint = previous
+                summary.note = f"interrupted again while writing {path}, which was left as it was"
+            else:
+                self.saved_step = self.step
+                summary.checkpoint, summary.note = path, f"wrote {path}"
+                with contextlib.suppress(KeyboardInterrupt):
+                    self._save_log()
+        return summary
 
     def _announce(self) -> None:
         cfg = self.cfg
@@ -426,21 +528,24 @@ class Trainer:
             if final:
                 try:
                     save_checkpoint(path, state)
-                except OSError as exc:
-                    raise KitError(f"could not write the final checkpoint {path}: {exc.strerror or exc}; "
-                                   f"free space and --resume from the previous last.pth") from None
-            else:
-                try_save(path, state, "checkpoint")
-        if best:
-            if try_save(self.out_dir / "best.pth", state, "best checkpoint"):
-                try:
-                    save_weights(self.out_dir / "best_weights.pth", self.ema.model if self.ema else self.model)
-                except OSError as exc:
-                    print(f"warning: could not write best_weights.pth: {exc.strerror or exc}", file=sys.stderr)
+                except KitError as exc:
+                    raise KitError(f"final checkpoint not written, {exc}; then --resume {path} finishes the run "
+                                   f"from its previous save") from None
+                self.saved_step = self.step
+            elif try_save(path, state, "checkpoint"):
+                self.saved_step = self.step
+        if best and try_save(self.out_dir / "best.pth", state, "best checkpoint"):
+            try:
+                save_weights(self.out_dir / "best_weights.pth", self.ema.model if self.ema else self.model)
+            except KitError as exc:
+                print(f"warning: best weights not written: {exc}", file=sys.stderr)
+        self._save_log()
+
+    def _save_log(self) -> None:
         try:
             self.log.save()
-        except OSError as exc:
-            print(f"warning: could not write the log/curve in {self.out_dir}: {exc.strerror or exc}", file=sys.stderr)
+        except (OSError, KitError) as exc:
+            print(f"warning: could not write the log/curve in {self.out_dir}: {exc}", file=sys.stderr)
 
     def _load_state(self, state: dict[str, Any]) -> None:
         if state.get("entry") != self.entry.name:

@@ -19,6 +19,11 @@ Beside it, for comparison (optional dependencies, imported only when called):
 ``fvcore_counts`` (the 2024-2025 FLOPs column: conv MACs + 4 per output element of a bilinear
 upsample, other elementwise ops skipped and reported) and ``ptflops_counts`` (pytorch backend:
 adds bias, activation modules, pooling and interpolation outputs). All three report MACs.
+
+:func:`count` is what every command calls: all counters with one error policy (the official
+counter must work; fvcore or ptflops failing is recorded, never a crash), counted on the seeded
+probe and once more on a second one, so a network whose counts depend on its input (a mixture of
+experts routing per input) is reported as such rather than with one number that looks exact.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ import torch
 from torch import nn
 
 from esrkit.errors import KitError
+from esrkit.measure import probe
 
-INPUT_SHAPE = (3, 256, 256)
+INPUT_SHAPE = probe.COMPLEXITY_SHAPE
 RELU_FAMILY = (nn.ReLU, nn.PReLU, nn.ELU, nn.LeakyReLU, nn.ReLU6)
 CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -67,7 +73,7 @@ def _layer_flops(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
     return 0
 
 
-def official_counts(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> OfficialCounts:
+def official_counts(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE, seed: int = probe.SEED) -> OfficialCounts:
     """Params, FLOPs (MACs), activations and #conv of ``model`` under the official convention."""
     model = copy.deepcopy(model).eval().cpu()
     totals = {"flops": 0, "acts": 0, "convs": 0}
@@ -82,7 +88,7 @@ def official_counts(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, counted)]
     try:
         with torch.no_grad():
-            model(torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(0)))
+            model(_random_input(input_shape, seed))
     finally:
         for h in handles:
             h.remove()
@@ -124,12 +130,12 @@ def _fresh_copy(model: nn.Module, trainable: bool) -> nn.Module:
     return model
 
 
-def _random_input(input_shape: tuple[int, ...]) -> torch.Tensor:
+def _random_input(input_shape: tuple[int, ...], seed: int = probe.SEED) -> torch.Tensor:
     """``torch.rand(1, *input_shape)`` as the kits draw it, seeded so a run is reproducible."""
-    return torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(0))
+    return probe.seeded_rand(tuple(input_shape), seed)
 
 
-def fvcore_counts(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> FvcoreCounts:
+def fvcore_counts(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE, seed: int = probe.SEED) -> FvcoreCounts:
     """fvcore's total, per-operator MACs and skipped operators, on ``torch.rand(1, *input_shape)``.
 
     fvcore's own warnings (unsupported operators, uncalled modules, tracer warnings) are silenced;
@@ -146,7 +152,7 @@ def fvcore_counts(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) 
             "Install the kits' version: pip install fvcore==0.1.5.post20221221"
         ) from None
     # Gradients off, as the kits' select_model leaves the model.
-    analysis = FlopCountAnalysis(_fresh_copy(model, trainable=False), _random_input(input_shape))
+    analysis = FlopCountAnalysis(_fresh_copy(model, trainable=False), _random_input(input_shape, seed))
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
     return FvcoreCounts(
         macs=int(analysis.total()),
@@ -179,3 +185,94 @@ def ptflops_counts(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE)
     if macs is None or params is None:
         raise KitError(f"ptflops could not count {type(model).__name__} (its forward failed on a {input_shape} input)")
     return PtflopsCounts(macs=int(macs), params=int(params))
+
+
+# --- every counter at once, as the commands report them ----------------------------------------
+
+COUNTERS = ("official", "fvcore", "ptflops")
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """Every count on the 3x256x256 probe. FLOPs are MACs under each counter's rules; a counter that
+    could not count is None with the reason in ``errors``.
+
+    ``varies`` maps each count that changed on the second probe to (first probe, second probe): the
+    network's counts depend on its input, and the figures above are those of the first probe.
+    """
+
+    params: int
+    flops_official: int  # the kits' hook counter (2022-2023; Table 3)
+    activations: int
+    num_conv: int
+    flops_fvcore: int | None  # fvcore FlopCountAnalysis (2024-2025)
+    flops_ptflops: int | None  # ptflops, pytorch backend (bias and activations included)
+    fvcore_unsupported: dict[str, int]
+    errors: dict[str, str]
+    varies: dict[str, tuple[int, int]]
+
+    def flops(self, counter: str) -> int | None:
+        """The FLOPs (MACs) under ``counter``: "official" (hooks) or "fvcore"."""
+        return {"official": self.flops_official, "fvcore": self.flops_fvcore, "ptflops": self.flops_ptflops}[counter]
+
+    def probe_note(self) -> str:
+        """One sentence on the probe, and on input dependence where it was found."""
+        text = f"counted on {probe.describe()}"
+        if self.varies:
+            changes = "; ".join(f"{k} {a:,} vs {b:,}" for k, (a, b) in self.varies.items())
+            text += (f"; INPUT-DEPENDENT: on a second probe (seed {probe.SECOND_SEED}) {changes} -- the official "
+                     f"kits' unseeded probes give a different number on every run for this network")
+        return text
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else '(no message)'}"
+
+
+def _counts_on(model: nn.Module, seed: int, counters: tuple[str, ...]) -> tuple[dict[str, int], dict[str, str], dict[str, int]]:
+    values: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    unsupported: dict[str, int] = {}
+    try:
+        o = official_counts(model, seed=seed)
+    except Exception as exc:  # user code on the probe: the reason, in one line
+        raise KitError(f"{type(model).__name__} fails on the 3x256x256 complexity probe ({_first_line(exc)})") from None
+    values.update(params=o.params, flops_official=o.flops, activations=o.activations, num_conv=o.num_conv)
+    if "fvcore" in counters:
+        try:
+            fv = fvcore_counts(model, seed=seed)
+            values["flops_fvcore"], unsupported = fv.macs, fv.unsupported_ops
+        except KitError as exc:
+            errors["fvcore"] = str(exc)
+        except Exception as exc:  # fvcore's tracer fails on some user code: that is the finding, not a crash
+            errors["fvcore"] = f"fvcore could not trace the model ({_first_line(exc)})"
+    if "ptflops" in counters and seed == probe.SEED:  # ptflops draws its own input
+        try:
+            values["flops_ptflops"] = ptflops_counts(model).macs
+        except KitError as exc:
+            errors["ptflops"] = str(exc)
+        except Exception as exc:
+            errors["ptflops"] = f"ptflops could not count the model ({_first_line(exc)})"
+    return values, errors, unsupported
+
+
+def count(model: nn.Module, counters: tuple[str, ...] = COUNTERS, second_probe: bool = True) -> Complexity:
+    """Every count of ``model`` (as deployed: weights loaded, post-load step applied) on the seeded probe.
+
+    With ``second_probe`` the official counter and fvcore run again on another seeded probe, and the
+    counts that change are reported in :attr:`Complexity.varies`.
+    """
+    unknown = set(counters) - set(COUNTERS)
+    if unknown:
+        raise ValueError(f"unknown counters {sorted(unknown)}; known: {COUNTERS}")
+    values, errors, unsupported = _counts_on(model, probe.SEED, counters)
+    varies: dict[str, tuple[int, int]] = {}
+    if second_probe:
+        again, _, _ = _counts_on(model, probe.SECOND_SEED, tuple(c for c in counters if c != "ptflops"))
+        varies = {k: (values[k], v) for k, v in again.items() if k in values and values[k] != v}
+    return Complexity(
+        params=values["params"], flops_official=values["flops_official"], activations=values["activations"],
+        num_conv=values["num_conv"], flops_fvcore=values.get("flops_fvcore"), flops_ptflops=values.get("flops_ptflops"),
+        fvcore_unsupported=unsupported, errors=errors, varies=varies,
+    )

@@ -1,0 +1,138 @@
+"""The device an entry runs on: choosing it, naming it, synchronising it, reading its memory peak.
+
+Also :func:`cuda_redirected`, which lets a team's file that hard-codes CUDA (``.cuda()``,
+``device="cuda"``, ``torch.device("cuda")``) run on a machine without it, without editing the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import platform
+from typing import Any, Callable, Iterator
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from esrkit.errors import KitError
+
+MIB = 1024**2
+
+
+def mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; anything else is checked to exist here."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_available() else torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise KitError(f"unknown device {requested!r}: use auto, cuda, cuda:N, mps or cpu") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise KitError(f"--device {requested} was asked for but CUDA is not available here; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise KitError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not mps_available():
+        raise KitError(f"--device {requested} was asked for but MPS is not available here; use --device cpu or auto")
+    elif device.type != "cpu":
+        raise KitError(f"unsupported device {requested!r}: use auto, cuda, cuda:N, mps or cpu")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's model name, or a description of the CPU / MPS device and its threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple MPS ({platform.machine()})"
+    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for every kernel queued on ``device`` (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_mib(device: torch.device) -> float | None:
+    """``torch.cuda.max_memory_allocated`` in MiB (the challenge's memory figure); None off CUDA."""
+    return torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else None
+
+
+def free_device(device: torch.device) -> None:
+    """Drop what a previous model left: garbage, and the CUDA caching allocator's free blocks."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """As the official kits do: eval mode, no parameter requires grad, moved to the device."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(device)
+
+
+# --- running code that hard-codes CUDA on another device ---------------------------------------
+
+
+def _is_cuda(value: Any) -> bool:
+    if isinstance(value, torch.device):
+        return value.type == "cuda"
+    if isinstance(value, str):
+        return value == "cuda" or value.startswith("cuda:")
+    return isinstance(value, int) and not isinstance(value, bool)  # .to(0) / device=0 mean cuda:0
+
+
+class _CudaRedirect(TorchFunctionMode):
+    """Maps every CUDA placement (``Tensor.cuda()``, ``.to("cuda")``, ``device="cuda"``) to ``target``."""
+
+    def __init__(self, target: torch.device) -> None:
+        super().__init__()
+        self.target = target
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func is torch.Tensor.cuda:
+            return args[0].to(self.target)
+        if "device" in kwargs and _is_cuda(kwargs["device"]):
+            kwargs["device"] = self.target
+        if func is torch.Tensor.to and len(args) > 1 and _is_cuda(args[1]):
+            args = (args[0], self.target, *args[2:])
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def cuda_redirected(target: torch.device) -> Iterator[None]:
+    """While active (on this thread), code that asks for CUDA gets ``target`` instead.
+
+    Covers ``Tensor.cuda()``, ``Module.cuda()``, ``.to("cuda"|torch.device("cuda")|0)`` and
+    ``device="cuda"`` in factory functions. ``torch.cuda.*`` calls themselves (events, synchronize)
+    are not redirected.
+    """
+    original_module_cuda = torch.nn.Module.cuda
+
+    def module_cuda(self: torch.nn.Module, device: Any = None) -> torch.nn.Module:
+        return self.to(target)
+
+    torch.nn.Module.cuda = module_cuda  # type: ignore[method-assign]
+    try:
+        with _CudaRedirect(target):
+            yield
+    finally:
+        torch.nn.Module.cuda = original_module_cuda  # type: ignore[method-assign]

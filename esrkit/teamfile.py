@@ -1,0 +1,191 @@
+"""A team's model file: reading it (``ast``, nothing executed) and importing it in isolation.
+
+- :func:`main_guarded` / :func:`imports_in`: the file's import statements, those under
+  ``if __name__ == "__main__":`` left out (they never run when the organisers import the file);
+- :func:`cuda_mentions`: where the file hard-codes CUDA (``.cuda()``, ``"cuda"``), so the kit can
+  redirect those calls on a machine without it instead of failing;
+- :func:`import_team_file`: imports the file under a private module name; the entries it registers
+  are collected aside (never added to the kit's registry); a package it needs that is not
+  installed is one line naming the package and how to install it.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import inspect
+import itertools
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from esrkit import registry
+from esrkit.device import cuda_redirected
+from esrkit.entry import Entry
+from esrkit.errors import KitError
+
+MODEL_FILE_RE = re.compile(r"^team(\d{2})_([A-Za-z][A-Za-z0-9_]*)\.py$")
+WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt")
+# Import names whose pip package is named otherwise.
+PIP_NAMES = {"cv2": "opencv-python", "PIL": "Pillow", "skimage": "scikit-image", "yaml": "PyYAML",
+             "sklearn": "scikit-learn", "mamba_ssm": "mamba-ssm", "causal_conv1d": "causal-conv1d",
+             "pywt": "PyWavelets", "basicsr": "basicsr"}
+
+_import_counter = itertools.count()
+
+
+def team_from_file_name(path: Path) -> tuple[int, str] | None:
+    """(team number, model name) of ``teamNN_Name.py``, or None when the file is not named that way."""
+    match = MODEL_FILE_RE.match(path.name)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def parse(path: Path) -> ast.Module:
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KitError(f"cannot read {path}: {exc}") from None
+    except SyntaxError as exc:
+        raise KitError(f"{path.name} line {exc.lineno}: syntax error ({exc.msg})") from None
+
+
+def _is_main_guard(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":`` (either operand order)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare) or len(node.test.ops) != 1:
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    names = {s.id for s in sides if isinstance(s, ast.Name)}
+    consts = {s.value for s in sides if isinstance(s, ast.Constant)}
+    return isinstance(node.test.ops[0], ast.Eq) and names == {"__name__"} and consts == {"__main__"}
+
+
+def walk_importable(tree: ast.AST) -> list[ast.AST]:
+    """Every node that runs when the file is imported or its code is called: ``__main__`` blocks left out."""
+    found: list[ast.AST] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        found.append(node)
+        for child in ast.iter_child_nodes(node):
+            if not _is_main_guard(child):
+                pending.append(child)
+    return found
+
+
+def imports_in(tree: ast.AST) -> list[tuple[str, int]]:
+    """(dotted module name, line) of every import outside ``__main__`` blocks; relative ones start with dots.
+
+    ``from esrkit import registry`` is reported as ``esrkit.registry`` (the registration module).
+    """
+    found: list[tuple[str, int]] = []
+    for node in walk_importable(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module == "esrkit":
+                found += [(f"esrkit.{alias.name}", node.lineno) for alias in node.names]
+            else:
+                found.append(("." * node.level + (node.module or ""), node.lineno))
+    return sorted(found, key=lambda item: item[1])
+
+
+def cuda_mentions(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) of every ``.cuda(...)`` call and ``"cuda"`` device string outside ``__main__`` blocks."""
+    found = []
+    for node in walk_importable(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "cuda":
+            found.append((node.lineno, ".cuda()"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"cuda(:\d+)?", node.value):
+            found.append((node.lineno, repr(node.value)))
+    return sorted(set(found))
+
+
+@dataclass(frozen=True)
+class TeamModule:
+    """An imported team file: the module, the entries it registered, and whether it hard-codes CUDA."""
+
+    path: Path
+    module: ModuleType
+    registered: tuple[Entry, ...]
+    cuda_lines: tuple[tuple[int, str], ...]
+
+    def classes(self) -> list[type[nn.Module]]:
+        """The ``nn.Module`` subclasses defined in the file itself (not imported into it), in file order."""
+        own = [obj for obj in vars(self.module).values()
+               if isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ == self.module.__name__]
+        return sorted(own, key=lambda c: inspect.getsourcelines(c)[1] if _has_source(c) else 0)
+
+
+def _has_source(cls: type) -> bool:
+    try:
+        inspect.getsourcelines(cls)
+        return True
+    except (OSError, TypeError):
+        return False
+
+
+def builds_without_arguments(cls: type) -> bool:
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def import_team_file(path: Path) -> TeamModule:
+    """Import ``path`` under a private module name (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise KitError(f"model file not found: {path}")
+    cuda_lines = tuple(cuda_mentions(parse(path)))
+    safe_stem = re.sub(r"\W", "_", path.stem)
+    module_name = f"_esrkit_team_{safe_stem}_{next(_import_counter)}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise KitError(f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    redirect = cuda_lines and not torch.cuda.is_available()
+    with registry.collecting() as collected:
+        try:
+            if redirect:
+                with cuda_redirected(torch.device("cpu")):
+                    spec.loader.exec_module(module)
+            else:
+                spec.loader.exec_module(module)
+        except ModuleNotFoundError as exc:
+            sys.modules.pop(module_name, None)
+            missing = (exc.name or _first_line(exc)).split(".")[0]
+            raise KitError(f"{path.name} imports {missing}, which is not installed here: "
+                           f"pip install {PIP_NAMES.get(missing, missing)}") from None
+        except Exception as exc:  # the file is user code: any error is reported, none is hidden
+            sys.modules.pop(module_name, None)
+            raise KitError(f"importing {path.name} failed: {type(exc).__name__}: {_first_line(exc)}") from None
+    return TeamModule(path, module, tuple(collected), cuda_lines)
+
+
+def find_weights(model_file: Path) -> Path | None:
+    """The team's weights in ``model_zoo/`` beside the file's ``models/`` folder: the same stem
+    (case-insensitive, ``.pth``/``.pt``/``.ckpt``), else the one file named ``teamNN_*`` for its team."""
+    zoo = model_file.parent.parent / "model_zoo"
+    if not zoo.is_dir():
+        return None
+    files = sorted(p for p in zoo.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    same_stem = [p for p in files if p.stem.lower() == model_file.stem.lower()]
+    if same_stem:
+        return same_stem[0]
+    team = team_from_file_name(model_file)
+    if team is None:
+        return None
+    same_team = [p for p in files if p.name.lower().startswith(f"team{team[0]:02d}_")]
+    return same_team[0] if len(same_team) == 1 else None

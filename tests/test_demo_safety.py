@@ -1,0 +1,147 @@
+"""test_demo.py never loses a user's work: problems are found before any work, SR images and results are
+replaced only whole, silent failures are errors, Ctrl-C is one line. Each case here failed on the kit of
+commit 708f5bb (the state before this file existed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import test_demo
+from esrkit import evaluation
+from esrkit.datasets import open_split
+from esrkit.imageio import write_png
+from esrkit.registry import get_entry
+
+
+@pytest.fixture()
+def mini(two_image_benchmark: Path) -> Path:
+    return two_image_benchmark
+
+
+def weights(tmp_path: Path, seed: int, scale: float = 1.0) -> Path:
+    """MLRN-entire weights the test makes itself (seeded init, optionally scaled), not a trained model."""
+    torch.manual_seed(seed)
+    path = tmp_path / f"mlrn_seed{seed}_x{scale}.pth"
+    torch.save({k: v * scale for k, v in get_entry("MLRN-entire").build().state_dict().items()}, path)
+    return path
+
+
+def run(tmp_path: Path, *args: str) -> int:
+    return test_demo.main(["--results_dir", str(tmp_path / "out"), "--save_dir", str(tmp_path / "sr"), "--runs", "0",
+                           "--quiet", *args])
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_a_corrupt_results_json_stops_the_run_before_any_work(tmp_path, mini, capsys, monkeypatch) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.json").write_text('{"00_A": ')
+    evaluated = []
+    monkeypatch.setattr(evaluation.Evaluator, "run", lambda *a, **k: evaluated.append(1))
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(weights(tmp_path, 0))) == 2
+    assert "results.json is not valid JSON" in one_error_line(capsys) and evaluated == []
+    assert (tmp_path / "out" / "results.json").read_text() == '{"00_A": '
+
+
+def test_a_bad_second_image_leaves_the_earlier_sr_images_untouched(tmp_path, mini, capsys) -> None:
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(weights(tmp_path, 0))) == 0
+    first = tmp_path / "sr" / "10_MLRN-entire" / "valid" / "img_002.png"
+    before = first.read_bytes()
+    (mini / "LR_bicubic" / "X4" / "img_005x4.png").write_bytes(b"truncated")
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(weights(tmp_path, 1))) == 2  # other weights
+    assert "cannot decode image" in capsys.readouterr().err
+    assert first.read_bytes() == before  # the new run's img_002 (other weights) never replaced it
+    assert sorted(p.name for p in (tmp_path / "sr").iterdir()) == ["10_MLRN-entire"]  # no staging folder left
+
+
+def test_images_with_the_same_name_are_an_error_naming_both(tmp_path, capsys) -> None:
+    folder = tmp_path / "photos"
+    write_png(folder / "a.png", np.zeros((96, 96, 3), np.uint8))
+    (folder / "a.jpg").write_bytes((folder / "a.png").read_bytes())
+    assert run(tmp_path, "--data_dir", str(folder), "--weights", str(weights(tmp_path, 0))) == 2
+    line = one_error_line(capsys)
+    assert "a.jpg" in line and "a.png" in line and "same name 'a'" in line
+
+
+def test_weights_full_of_nan_are_an_error_not_a_psnr(tmp_path, mini, capsys) -> None:
+    nan = weights(tmp_path, 0, scale=float("nan"))
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(nan)) == 2
+    line = one_error_line(capsys)
+    assert f"{nan}" in line and "non-finite value(s) (NaN/Inf) on img_002" in line
+    assert not (tmp_path / "out" / "results.json").exists() and not (tmp_path / "sr" / "10_MLRN-entire" / "valid").exists()
+
+
+def test_a_broken_link_in_the_data_folder_is_named(tmp_path, mini, capsys) -> None:
+    (mini / "HR" / "img_009.png").symlink_to(tmp_path / "gone.png")
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(weights(tmp_path, 0))) == 0
+    err = capsys.readouterr().err
+    assert "ignoring 1 broken link(s) in" in err and "img_009.png" in err
+
+
+def test_odd_entries_of_an_existing_results_json_are_kept(tmp_path, mini) -> None:
+    (tmp_path / "out").mkdir()
+    odd = {"00_Old": {"num_conv": 43.0, "valid_ave_psnr": "n/a"}, "01_Notes": ["hand", "written"]}
+    (tmp_path / "out" / "results.json").write_text(json.dumps(odd))
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(weights(tmp_path, 0))) == 0
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {k: data[k] for k in odd} == odd and "10_MLRN-entire" in data
+    rows = [line.split("\t") for line in (tmp_path / "out" / "results.txt").read_text().splitlines()[1:]]
+    assert [r[0].strip() for r in rows] == ["00_Old", "01_Notes", "10_MLRN-entire"]
+    assert rows[0][7].strip() == "-" and rows[0][1].strip() == "-"
+
+
+def test_ctrl_c_is_one_line_and_keeps_everything(tmp_path, mini, capsys, monkeypatch) -> None:
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(weights(tmp_path, 0))) == 0
+    kept = {p: p.read_bytes() for p in sorted((tmp_path / "out").iterdir()) + sorted((tmp_path / "sr").rglob("*.png"))}
+    capsys.readouterr()
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation.Evaluator, "_warm_pass", interrupted)
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(weights(tmp_path, 1)), "--runs", "1") == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["interrupted: results.json, results.txt and earlier SR images were not changed"]
+    assert {p: p.read_bytes() for p in kept} == kept and sorted((tmp_path / "sr").iterdir()) == [tmp_path / "sr" / "10_MLRN-entire"]
+
+
+def test_unwritable_outputs_stop_before_the_model_is_loaded(tmp_path, mini, capsys, monkeypatch) -> None:
+    (tmp_path / "a_file").write_text("x")
+    loaded = []
+    monkeypatch.setattr("esrkit.entry.Entry.load", lambda *a, **k: loaded.append(1))
+    for flag in ("--save_dir", "--results_dir"):
+        assert test_demo.main(["--data_dir", str(mini), flag, str(tmp_path / "a_file" / "sub"), "--quiet"]) == 2
+        assert flag in one_error_line(capsys)
+    assert loaded == []
+
+
+def test_progress_is_shown_on_a_terminal_for_every_pass(tmp_path, mini) -> None:
+    """The challenge pass and the warm pass each show a bar (on a terminal; quiet otherwise)."""
+    import io
+
+    from esrkit.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    model = get_entry("MLRN-entire").build()
+    split = open_split(mini)
+    evaluation.Evaluator(model, scale=4, data_range=255.0, device=torch.device("cpu"), warm_runs=1,
+                         progress=Progress(stream=screen)).run(split)
+    text = screen.getvalue()
+    assert "valid (sequential)" in text and "valid warm timing (x1)" in text and "2/2" in text
+    quiet = Terminal()
+    evaluation.Evaluator(model, scale=4, data_range=255.0, device=torch.device("cpu"),
+                         progress=Progress(enabled=False, stream=quiet)).run(split)
+    assert quiet.getvalue() == ""
