@@ -26,14 +26,14 @@ from esrkit.cli import run_guarded
 from esrkit.datasets import LAYOUTS, Split, demo_split, open_splits
 from esrkit.device import device_name, pick_device
 from esrkit.errors import KitError
-from esrkit.evaluation import LoopOptions
+from esrkit.evaluation import OOM_FALLBACK_TILE, LoopOptions
 from esrkit.fastpath import ENGINES, PRECISIONS, options_from_flags
 from esrkit.metrics import METRICS
 from esrkit.progress import Progress
 from esrkit.registry import DEFAULT_ENTRY, list_entries
-from esrkit.results import ResultsFiles
+from esrkit.results import ResultsFiles, entry_record, psnr_differences
 from esrkit.measure.timing import mean
-from esrkit.run import EntryRun, RunOptions, psnr_differences, result_record, run_entry
+from esrkit.run import EntryRun, RunOptions, run_entry
 from esrkit.spec import YEARS, add_entry_arguments, entry_from_args
 
 
@@ -76,7 +76,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="fast-path precision (default fp16 with --fast, else fp32); implies a fast pass")
     fast.add_argument("--engine", choices=list(ENGINES), default=None,
                       help="fast-path engine (default graphs with --fast, else eager); implies a fast pass")
-    fast.add_argument("--compile_mode", default="default", help="torch.compile mode for --engine compile[+graphs]")
+    fast.add_argument("--compile_mode", default=None,
+                      help="torch.compile mode (default \"default\"); implies a fast pass with a compiled engine")
     return p.parse_args(argv)
 
 
@@ -105,6 +106,9 @@ def resolve_splits(args: argparse.Namespace, scale: int) -> list[Split]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     check_options(args)
     entry, spec_year = entry_from_args(args, DEFAULT_ENTRY)
+    tile = args.tile or entry.tile or OOM_FALLBACK_TILE  # the fallback tiles take the overlap too
+    if args.tile_overlap is not None and args.tile_overlap >= tile:
+        raise KitError(f"--tile_overlap {args.tile_overlap} must be smaller than the tile ({tile} LR pixels)")
     splits = resolve_splits(args, entry.scale)
     convention = Convention.for_run(args.year or spec_year, splits[0].layout)
     key = convention.key(entry)
@@ -114,17 +118,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = pick_device(args.device)
     options = RunOptions(device, ssim=args.ssim, warm_runs=args.runs, loop=LoopOptions(pipelined=args.pipeline),
                          tile=args.tile, tile_overlap=args.tile_overlap,
-                         fast=options_from_flags(args.fast, args.precision, args.engine),
+                         fast=options_from_flags(args.fast, args.precision, args.engine, args.compile_mode),
                          progress=Progress(enabled=False if args.quiet else None))
     if splits[0].layout == "demo":
         print("Demo set: scikit-image sample photos with LR made by the kit's MATLAB-bicubic imresize. "
               "This is NOT DIV2K: the PSNR is not comparable to challenge figures.")
     print(f"{key} on {device_name(device)} ({device.type}), data range {entry.data_range:g}, {entry.call_text()}")
-    result = run_entry(entry, splits, convention, options, args.weights, save_root)
-    record = result_record(result)
-    files.merge({key: record})
+    merged: dict[str, Any] = {}
+
+    def write_results(run: EntryRun) -> None:  # before the SR images are moved in: both, or neither
+        merged.update(entry_record(run))
+        files.merge({key: merged})
+
+    result = run_entry(entry, splits, convention, options, args.weights, save_root, finish=write_results)
     print_summary(result)
-    return record
+    return merged
 
 
 def print_summary(run: EntryRun) -> None:

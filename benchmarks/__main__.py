@@ -22,14 +22,14 @@ import torch
 from torch import nn
 
 from benchmarks import render, table3
-from benchmarks.measure import (FIXED_SIZES, Complexity, Timing, fresh_model, measure_complexity, time_fixed_input,
-                                time_split, weights_per_entry)
+from benchmarks.measure import FIXED_SIZES, Timing, fresh_model, time_fixed_input, time_split, weights_per_entry
 from esrkit.atomic import atomic_write, check_writable_file
 from esrkit.cli import run_guarded
 from esrkit.datasets import open_split
 from esrkit.device import device_name, pick_device
 from esrkit.entry import Entry
 from esrkit.errors import KitError
+from esrkit.measure.complexity import Complexity, count
 from esrkit.progress import Progress
 from esrkit.registry import DEFAULT_ENTRY, get_entry
 from esrkit import spec
@@ -87,7 +87,7 @@ def entries_from_args(args: argparse.Namespace) -> list[tuple[Entry, Path | None
         if weights is not None and len(weights) == len(model_ids) + 1:
             weights, team_weights = weights[:-1], weights[-1]
         teams.append(spec.spec_from_flags(args, weights=team_weights))
-    if weights is not None and not model_ids:
+    if weights and not model_ids:
         raise KitError("--weights without --model_id: a team's weights come from its spec or --model_file's model_zoo/")
     chosen = [(get_entry(m), w) for m, w in zip(model_ids, weights_per_entry(model_ids, weights))]
     return chosen + [(spec.resolve(t), None) for t in teams]
@@ -166,7 +166,8 @@ def measured(entries: list[tuple[Entry, Path | None]], device: torch.device, pro
             bar.status(entry.display_name)
             with entry.running_on(device):
                 model, trained = fresh_model(entry, weights, device)
-                complexity = measure_complexity(model)
+                with entry.running_on(torch.device("cpu")):  # the counters run on CPU copies
+                    complexity = count(model)
                 rows.append((entry, trained, complexity, timed(model, entry, trained) if timed else []))
             del model
             bar.advance(entry.display_name)
@@ -250,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(run(args))
         return 0
 
-    return run_guarded(body, "interrupted: no report file was changed")
+    return run_guarded(body, "each report file is either complete or as it was")
 
 
 if __name__ == "__main__":

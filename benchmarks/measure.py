@@ -25,18 +25,8 @@ from esrkit.errors import KitError
 from esrkit.evaluation import Evaluator
 from esrkit.imageio import uint8_to_tensor
 from esrkit.measure import timing
-from esrkit.measure.complexity import Complexity, count
 
 FIXED_SIZES: dict[str, tuple[int, int]] = {"256x256": (256, 256), "339x510": (339, 510)}  # LR H x W; 339x510 ~ DIV2K
-
-__all__ = ["FIXED_SIZES", "Complexity", "Timing", "fresh_model", "measure_complexity", "random_lr", "time_fixed_input",
-           "time_split", "weights_per_entry"]
-
-
-def measure_complexity(model: nn.Module) -> Complexity:
-    """Every counter (official hooks, fvcore, ptflops), each on its own fresh copy of ``model``."""
-    return count(model)
-
 
 @dataclass
 class Timing:

@@ -12,7 +12,7 @@ Two questions in one run, on the device at hand (its name is printed and written
    Ratio = variant / challenge warm median. The variant's PSNR against the challenge path's on every
    image of ``--data_dir`` (and ``--psnr_dirs``): difference of the means and the largest per image.
 2. End to end, SR images saved, on ``--data_dir``: the sequential official-style loop
-   (:class:`~esrkit.evaluation.Evaluator`: decode, forward, numpy metrics, PNG write, one image after another)
+   (:class:`~esrkit.evaluation.Evaluator`: decode, forward, metrics on the host, PNG write, one image after another)
    against the same loop pipelined (faithful timing) and the pipelined loop with the ``--fast`` path;
    wall time, ratio, PSNR equality, identical SR pixels, and the faithful per-image runtime of both loops.
 

@@ -28,7 +28,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would (or the old file's).
-        os.chmod(tmp_path, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+        os.chmod(tmp_path, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK)
         yield tmp_path
         try:
             with open(tmp_path, "rb+") as fh:
@@ -46,10 +46,14 @@ def _cannot_write(path: Path, exc: OSError) -> KitError:
                     f"{'' if not path.exists() else ' -- the existing file was left as it was'}")
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import: os.umask can only be read by setting it, which would race with writer threads.
+_UMASK = _read_umask()
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -75,7 +79,7 @@ def _stage(path: Path, data: bytes | str) -> Path:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise _cannot_write(path, exc) from None

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from esrkit.errors import KitError
+from esrkit.errors import KitError, first_line
 
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net")
 TRAINING_FORMAT = "esrkit-train-v1"  # written by esrkit.train (see esrkit.training.checkpointing)
@@ -50,7 +50,7 @@ def read_checkpoint(path: str | Path, what: str = "weights") -> Any:
     except Exception as exc:  # torch.load of a file that is not a checkpoint raises many types (KeyError for text)
         raise KitError(
             f"cannot read {path} as a PyTorch checkpoint (truncated or not a .pth file?): "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            f"{first_line(exc, with_type=not str(exc))}"
         ) from None
 
 
@@ -182,8 +182,7 @@ def load_state(model: nn.Module, state: StateDict, *, strict: bool = True, state
     try:
         result = model.load_state_dict(state, strict=strict)
     except Exception as exc:  # a team's own load_state_dict can raise anything
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise KitError(f"{source} does not load into {type(model).__name__} ({type(exc).__name__}: {first}): check "
+        raise KitError(f"{source} does not load into {type(model).__name__} ({first_line(exc)}): check "
                        f"--weights, --class_name and --init_args / --init_kwargs") from None
     missing = tuple(getattr(result, "missing_keys", ()) or ())
     unexpected = tuple(getattr(result, "unexpected_keys", ()) or ())

@@ -164,7 +164,8 @@ def open_split(
     hr_dir = root / spec.hr_dir
     lr_dir = None if spec.lr_dir is None else root / spec.lr_dir.format(scale=scale)
     if not hr_dir.is_dir():
-        hint = (f"; its LR folder {lr_dir} is there: pass --lr_only to run without HR (runtimes and SR images, no PSNR)"
+        hint = (f"; its LR folder {lr_dir} is there: to run without HR (runtimes and SR images, no PSNR) use "
+                f"test_demo.py or package with --lr_only"
                 if lr_dir is not None and lr_dir.is_dir() else "")
         raise KitError(f"split {split!r} of layout {layout!r} needs the folder {hr_dir}, which does not exist{hint}")
     hr_files = _image_files(hr_dir)

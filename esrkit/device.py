@@ -24,10 +24,14 @@ def mps_available() -> bool:
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; anything else is checked to exist here."""
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; anything else is checked to exist here.
+
+    A CUDA device becomes the process's current one, so that events, streams and synchronisation of every
+    measurement are on the device the run uses (``cuda:1`` included).
+    """
     if requested == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())
         return torch.device("mps") if mps_available() else torch.device("cpu")
     try:
         device = torch.device(requested)
@@ -38,6 +42,7 @@ def pick_device(requested: str = "auto") -> torch.device:
             raise KitError(f"--device {requested} was asked for but CUDA is not available here; use --device cpu or auto")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise KitError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        torch.cuda.set_device(device)
     elif device.type == "mps" and not mps_available():
         raise KitError(f"--device {requested} was asked for but MPS is not available here; use --device cpu or auto")
     elif device.type != "cpu":
@@ -70,6 +75,18 @@ def reset_peak(device: torch.device) -> None:
 def peak_mib(device: torch.device) -> float | None:
     """``torch.cuda.max_memory_allocated`` in MiB (the challenge's memory figure); None off CUDA."""
     return torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else None
+
+
+def available_memory_bytes() -> int | None:
+    """The host's available memory (``MemAvailable`` of /proc/meminfo, Linux); None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def free_device(device: torch.device) -> None:
@@ -119,11 +136,12 @@ class _CudaRedirect(TorchFunctionMode):
 
 @contextlib.contextmanager
 def cuda_redirected(target: torch.device) -> Iterator[None]:
-    """While active (on this thread), code that asks for CUDA gets ``target`` instead.
+    """While active, code that asks for CUDA gets ``target`` instead.
 
-    Covers ``Tensor.cuda()``, ``Module.cuda()``, ``.to("cuda"|torch.device("cuda")|0)`` and
-    ``device="cuda"`` in factory functions. ``torch.cuda.*`` calls themselves (events, synchronize)
-    are not redirected.
+    Covers ``Tensor.cuda()``, ``.to("cuda"|torch.device("cuda")|0)`` and ``device="cuda"`` in factory
+    functions (a torch function mode: on this thread) and ``Module.cuda()`` (patched process-wide for the
+    block). ``torch.cuda.*`` calls themselves (events, synchronize) are not redirected. Every torch call
+    made meanwhile goes through the mode, so CPU timings taken under it carry a small Python overhead.
     """
     original_module_cuda = torch.nn.Module.cuda
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from esrkit.checkpoint import CheckpointFilter, LoadReport, load_weights
 from esrkit.device import cuda_redirected
-from esrkit.errors import KitError
+from esrkit.errors import KitError, first_line
 from esrkit.paths import MODEL_ZOO
 
 EACH_PREFIX = "each:"
@@ -118,15 +118,15 @@ class Entry:
     # -- building and loading ------------------------------------------------------------------------
 
     def build(self) -> nn.Module:
-        """A fresh, untrained model in eval mode, built on the CPU."""
+        """A fresh, untrained model in eval mode, built on the CPU (a constructor that asks for CUDA gets it where
+        there is one, else the CPU: see :meth:`running_on`)."""
         try:
             with self._on_build_device():
                 model = self.arch(*self.args, **self.kwargs)
         except KitError:
             raise
         except Exception as exc:  # a team's constructor can raise anything: wrong arguments, mostly
-            first = (str(exc).strip().splitlines() or ["(no message)"])[0]
-            raise KitError(f"{self.name}: building {self.call_text()} raised {type(exc).__name__}: {first} "
+            raise KitError(f"{self.name}: building {self.call_text()} raised {first_line(exc)} "
                            f"(check the class and its constructor arguments)") from None
         if not isinstance(model, nn.Module):
             raise KitError(f"{self.name}: {self.call_text()} returned {type(model).__name__}, not an nn.Module")
@@ -185,8 +185,7 @@ class Entry:
             for target in targets:
                 getattr(target, method)()
         except Exception as exc:  # the team's re-parameterisation code
-            first = (str(exc).strip().splitlines() or ["(no message)"])[0]
-            raise KitError(f"{self.name}: the post-load step {self.post_load} raised {type(exc).__name__}: {first}") from None
+            raise KitError(f"{self.name}: the post-load step {self.post_load} raised {first_line(exc)}") from None
 
 
 @dataclass(frozen=True)

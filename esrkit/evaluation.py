@@ -16,8 +16,11 @@ the same: per image, the name, the runtime, every metric of :data:`esrkit.metric
 
 Beside the challenge figures, never instead of them: the first (cold) forward, a warm per-image
 time (one warm-up + ``warm_runs`` repeats after the split, median), and the peak memory of the
-split alone. Memory: in the sequential loop the peak over the split (reset when it starts); in the
-pipelined loop the peak around each forward, so the metrics' GPU buffers stay out of it.
+split alone. Memory: the challenge figure is the process's peak so far (the peak before the split
+is folded in before the split's own peak is reset and taken). In the sequential loop everything
+around the forward is as the official kit does it (the SR image clamped on the device, then copied
+to the host; the metrics on the host); the pipelined loop takes the peak around each forward only,
+so that its metrics' GPU buffers stay out of it.
 
 Tiling: an entry's own tile size, ``--tile``, or a fallback to 256-px tiles when the device runs out
 of memory on an image (GPU), or would (CPU: predicted from the network's largest activation, or
@@ -37,7 +40,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -45,8 +48,8 @@ from torch import nn
 
 from esrkit import metrics as metric_table
 from esrkit.datasets import ImagePair, Split
-from esrkit.device import peak_mib, reset_peak, synchronize
-from esrkit.errors import KitError
+from esrkit.device import available_memory_bytes, peak_mib, reset_peak, synchronize
+from esrkit.errors import KitError, first_line
 from esrkit.imageio import quantise, uint8_to_tensor, write_png
 from esrkit.measure.timing import Stopwatch, mean, repeat
 from esrkit.progress import QUIET, Bar, Progress
@@ -58,6 +61,10 @@ CPU_LIVE_FACTOR = 6  # tensors of the largest activation's size alive at once (C
 CPU_PREDICT_ABOVE = 1_000_000  # LR pixels from which the CPU memory is predicted (beyond every DIV2K / LSDIR LR)
 CPU_ALLOCATION_ERRORS = re.compile(r"can't allocate memory|not enough memory|bad_alloc|out of memory", re.I)
 T = TypeVar("T")
+
+
+class NonFiniteOutput(KitError):
+    """The model gave NaN or Inf on a real image: broken weights or a numerically unstable network."""
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -82,7 +89,8 @@ class SplitRecord:
     split: str
     metric_names: tuple[str, ...]
     images: list[ImageRecord] = field(default_factory=list)
-    memory_mib: float | None = None  # the challenge figure: GPU peak so far in the process; None off CUDA
+    memory_mib: float | None = None  # the challenge figure: max_memory_allocated as never reset (the process's peak
+    #   so far, this split included); None off CUDA
     split_peak_mib: float | None = None  # beside it: the peak of this split alone
     engine: str = CHALLENGE_ENGINE  # precision and engine that produced the SR images and the runtimes
     loop: str = "sequential"
@@ -166,11 +174,10 @@ def forward_tiled(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 def forward_failed(name: str, x: torch.Tensor, exc: BaseException) -> KitError:
     """One line for a forward pass that raised: which image, its LR size, torch's first line and a hint."""
     h, w = x.shape[-2:]
-    first = (str(exc).strip().splitlines() or ["(no message)"])[0]
     hint = ("the image may be smaller than the network supports (ESA's stride-2 conv and 7x7 pooling need about "
             "15x15 LR pixels): remove or enlarge it" if min(h, w) < SMALL_LR else
             "check that the entry, its weights and --device fit together")
-    return KitError(f"the model failed on {name} (LR {w}x{h}): {type(exc).__name__}: {first} -- {hint}")
+    return KitError(f"the model failed on {name} (LR {w}x{h}): {first_line(exc)} -- {hint}")
 
 
 def check_sr_shape(name: str, sr: tuple[int, ...], lr: tuple[int, ...], hr: tuple[int, ...] | None, scale: int) -> None:
@@ -181,18 +188,6 @@ def check_sr_shape(name: str, sr: tuple[int, ...], lr: tuple[int, ...], hr: tupl
             f"{name}: the model returned {sr[1]}x{sr[0]} for a {lr[1]}x{lr[0]} "
             f"input; x{scale} needs {hr[1]}x{hr[0]} (wrong scale for this entry?)"
         )
-
-
-def available_memory_bytes() -> int | None:
-    """MemAvailable of /proc/meminfo (Linux), None where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def largest_activation_per_pixel(model: nn.Module, probe: int = 32) -> float:
@@ -246,15 +241,19 @@ class Forward:
             return (*self._tiled_fallback(x, name, watch), True)
         try:
             out, ms = watch.time(lambda: self(x))
-            return out, ms, False  # type: ignore[return-value]
+            return _checked_output(out, name, x), ms, False
         except torch.OutOfMemoryError:
-            return (*self._retry_tiled(x, name, watch, "out of GPU memory"), True)
+            why = "out of GPU memory"
         except RuntimeError as exc:
-            if self.device.type == "cpu" and CPU_ALLOCATION_ERRORS.search(str(exc)):
-                return (*self._retry_tiled(x, name, watch, "out of memory"), True)
-            raise forward_failed(name, x, exc) from None
+            if not (self.device.type == "cpu" and CPU_ALLOCATION_ERRORS.search(str(exc))):
+                raise forward_failed(name, x, exc) from None
+            why = "out of memory"
+        except KitError:
+            raise
         except Exception as exc:  # a team's forward can raise anything
             raise forward_failed(name, x, exc) from None
+        # Retried here, once the failed forward's frames (and the memory they hold) are released.
+        return (*self._retry_tiled(x, name, watch, why), True)
 
     def _cpu_would_overflow(self, x: torch.Tensor, name: str) -> bool:
         """On the CPU, tile from now on when the image would not fit in the memory available."""
@@ -292,30 +291,52 @@ class Forward:
         _, rows, cols = tile_origins(x.shape[-2], x.shape[-1], self.tile or OOM_FALLBACK_TILE, self.tile_overlap)
         with self.progress.bar(len(rows) * len(cols), f"{name} tiled", unit="tile") as bar:
             out, ms = watch.time(lambda: self(x, on_tile=lambda done, total: bar.advance()))
-        return out, ms  # type: ignore[return-value]
+        return _checked_output(out, name, x), ms
+
+
+def _checked_output(out: object, name: str, x: torch.Tensor) -> torch.Tensor:
+    """The forward's output must be one image, 1xCxHxW: anything else is one line naming the image."""
+    if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != 1:
+        got = f"a {type(out).__name__}" if not isinstance(out, torch.Tensor) else f"a tensor of shape {tuple(out.shape)}"
+        raise KitError(f"the model returned {got} for {name} (LR {x.shape[-1]}x{x.shape[-2]}); an SR network returns "
+                       f"one 1x3xHxW image tensor")
+    return out
 
 
 # --- the read and write stages --------------------------------------------------------------------
 
 
 class Gate:
-    """Lets worker threads start a job only while open; the main thread closes it around a timed forward."""
+    """Keeps worker jobs out of a timed region: while closed no job starts, and closing waits for the jobs
+    already running to finish, so nothing runs beside the timed forward."""
 
     def __init__(self) -> None:
-        self._open = threading.Event()
-        self._open.set()
+        self._cond = threading.Condition()
+        self._open = True
+        self._active = 0
 
     def run(self, fn: Callable[..., T], *args: object) -> T:
-        self._open.wait()
-        return fn(*args)
+        with self._cond:
+            self._cond.wait_for(lambda: self._open)
+            self._active += 1
+        try:
+            return fn(*args)
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
 
     @contextmanager
     def closed(self) -> Iterator[None]:
-        self._open.clear()
+        with self._cond:
+            self._open = False
+            self._cond.wait_for(lambda: self._active == 0)
         try:
             yield
         finally:
-            self._open.set()
+            with self._cond:
+                self._open = True
+                self._cond.notify_all()
 
 
 Item = tuple[ImagePair, "np.ndarray | None", np.ndarray]
@@ -429,6 +450,16 @@ def _to_host(t: torch.Tensor) -> torch.Tensor:
     return host
 
 
+class FastPath(Protocol):
+    """What the loop needs of a fast path (:class:`esrkit.fastpath.FastForward`)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def prepare(self, x: torch.Tensor) -> float: ...
+
+    def describe(self) -> str: ...
+
+
 class Evaluator:
     """Runs one prepared model over splits (see the module docstring); :meth:`run` returns a :class:`SplitRecord`.
 
@@ -446,7 +477,7 @@ class Evaluator:
         tile_overlap: int = 32,
         metrics: Sequence[metric_table.Metric] | None = None,
         warm_runs: int = 0,
-        fast: object | None = None,
+        fast: FastPath | None = None,
         loop: LoopOptions = LoopOptions(),
         progress: Progress = QUIET,
         source: str = "the model",
@@ -461,30 +492,44 @@ class Evaluator:
         self.loop = loop
         self.progress = progress
         self.source = source
-        self.forward = Forward(model, scale, device, tile, tile_overlap, fast, progress)  # type: ignore[arg-type]
-        self.on_cuda = device.type == "cuda"
-        self.pinned = self.on_cuda and loop.pipelined
-        # float64 metrics: on the GPU with CUDA (queued), else with numpy on the host.
-        self.metrics_on_device = self.on_cuda
+        self.forward = Forward(model, scale, device, tile, tile_overlap, fast, progress)
         self._gate = Gate()
         self._memory_so_far = 0.0
 
     @property
     def engine(self) -> str:
-        return CHALLENGE_ENGINE if self.fast is None else self.fast.describe()  # type: ignore[attr-defined]
+        return CHALLENGE_ENGINE if self.fast is None else self.fast.describe()
 
     @property
     def tile(self) -> int | None:
         return self.forward.tile
 
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def queued(self) -> bool:
+        """The pipelined loop on CUDA: inputs and results cross through pinned memory, metrics are queued on
+        the GPU. Elsewhere -- and in the sequential (official) loop always -- the SR image comes to the host
+        as the official ``tensor2uint`` brings it, and the metrics are computed there with numpy."""
+        return self.on_cuda and self.loop.pipelined
+
     def run(self, split: Split, save_dir: Path | None = None) -> SplitRecord:
         """Every image of ``split``; SR PNGs go to ``save_dir/<name>.png`` when given."""
+        with torch.cuda.device(self.device) if self.on_cuda else nullcontext():  # cuda:N is the current device
+            return self._run(split, save_dir)
+
+    def _run(self, split: Split, save_dir: Path | None) -> SplitRecord:
         record = SplitRecord(split.name, tuple(m.name for m in self.metrics), engine=self.engine,
                              loop=self.loop.name, lr_only=not split.has_hr)
-        deferred = self.on_cuda and self.fast is not None
-        watch = Stopwatch(self.device, deferred=deferred)
-        if self.on_cuda and not self.loop.pipelined:
-            reset_peak(self.device)
+        watch = Stopwatch(self.device, deferred=self.on_cuda and self.fast is not None)
+        if self.on_cuda:
+            # The official figure is max_memory_allocated never reset: what was allocated before this split
+            # (the weights, earlier splits) is folded in before the split's own peak is taken.
+            self._memory_so_far = max(self._memory_so_far, peak_mib(self.device) or 0.0)
+            if not self.loop.pipelined:
+                reset_peak(self.device)
         lag = 1 if self.loop.pipelined else 0
         writer = ImageWriter(self.loop.write_workers if self.loop.pipelined else 0, gate=self._gate)
         decoders = (ThreadPoolExecutor(max(self.loop.decode_workers, 1), thread_name_prefix="esrkit-decode")
@@ -508,7 +553,7 @@ class Evaluator:
                         self._collect(pending.popleft(), record, writer, save_dir, bar)
                 while pending:
                     self._collect(pending.popleft(), record, writer, save_dir, bar)
-            if deferred:
+            if watch.deferred:
                 for image, ms in zip(record.images, watch.resolve()):
                     image.runtime_ms = ms
             finished = True
@@ -528,9 +573,9 @@ class Evaluator:
 
     def _launch(self, name: str, hr: np.ndarray | None, lr: np.ndarray, watch: Stopwatch) -> tuple[_Pending, float]:
         """Queue one image's forward, quantisation, metrics and copies back; returns it and the forward's peak MiB."""
-        x = _to_device(uint8_to_tensor(lr, self.data_range), self.device, self.pinned)  # same strides in both loops
+        x = _to_device(uint8_to_tensor(lr, self.data_range), self.device, self.queued)  # same strides in both loops
         if self.fast is not None and self.forward.tile is None:
-            self.fast.prepare(x)  # type: ignore[attr-defined]  # capture / compile a new shape outside the timed region
+            self.fast.prepare(x)  # capture / compile a new shape outside the timed region
         if self.on_cuda and self.loop.pipelined:
             if self.fast is None:
                 synchronize(self.device)  # nothing queued earlier runs inside the timed region
@@ -539,23 +584,29 @@ class Evaluator:
         with self._gate.closed() if self.loop.pipelined else nullcontext():
             out, ms, fell_back = self.forward.timed(x, name, watch)
         forward_peak = (peak_mib(self.device) or 0.0) if self.loop.pipelined else 0.0
-        sr = quantise(out, self.data_range)
-        bad = (~torch.isfinite(out)).sum()
-        del out, x
-        check_sr_shape(name, tuple(sr.shape), lr.shape, None if hr is None else hr.shape, self.scale)
-        if self.metrics_on_device:
+        del x
+        if self.queued:
+            sr = quantise(out, self.data_range)
+            bad = (~torch.isfinite(out)).sum()
+            del out
+            check_sr_shape(name, tuple(sr.shape), lr.shape, None if hr is None else hr.shape, self.scale)
             scores = {}
             if hr is not None:
-                hr_t = _to_device(torch.from_numpy(np.ascontiguousarray(hr)), self.device, self.pinned)
+                hr_t = _to_device(torch.from_numpy(np.ascontiguousarray(hr)), self.device, True)
                 scores = metric_table.score_all(self.metrics, sr, hr_t, self.scale)
             queued = _to_host(torch.stack([bad.double(), *scores.values()]))  # type: ignore[list-item]
-            keep = _to_host(sr) if self.pinned else sr.cpu()
             done = torch.cuda.Event()
             done.record()
-            return _Pending(name, ms, {}, queued, tuple(scores), 0, keep, done, tiled or fell_back, fell_back), forward_peak
-        sr_host = sr.numpy() if sr.device.type == "cpu" else sr.cpu().numpy()
+            return _Pending(name, ms, {}, queued, tuple(scores), 0, _to_host(sr), done, tiled or fell_back,
+                            fell_back), forward_peak
+        # tensor2uint's device part (clamp), then the copy to the host; the rest on the host, bit-identical.
+        host = out.detach().float().clamp(0, self.data_range).cpu()
+        del out
+        bad = int(torch.isnan(host).sum())  # clamp keeps NaN (and has turned Inf into the range's ends)
+        sr_host = quantise(host, self.data_range).numpy()
+        check_sr_shape(name, tuple(sr_host.shape), lr.shape, None if hr is None else hr.shape, self.scale)
         scores = {} if hr is None else metric_table.score_all(self.metrics, sr_host, hr, self.scale)
-        return _Pending(name, ms, scores, None, (), int(bad), sr_host, None, tiled or fell_back, fell_back), forward_peak
+        return _Pending(name, ms, scores, None, (), bad, sr_host, None, tiled or fell_back, fell_back), forward_peak
 
     def _collect(self, item: _Pending, record: SplitRecord, writer: ImageWriter, save_dir: Path | None, bar: Bar) -> None:
         """Wait for one image's numbers, check them, record them and hand its SR image to the writer."""
@@ -566,10 +617,10 @@ class Evaluator:
             values = item.queued.tolist()
             bad, scores = int(values[0]), dict(zip(item.queued_names, values[1:]))
             # A pageable copy: pinned buffers are then freed on this thread, never on a writer's.
-            rgb = item.sr.numpy().copy() if self.pinned else item.sr.numpy()  # type: ignore[union-attr]
+            rgb = item.sr.numpy().copy()  # type: ignore[union-attr]
         if bad:
-            raise KitError(f"{self.source} gave {bad} non-finite value(s) (NaN/Inf) on {item.name}: broken weights "
-                           f"or a numerically unstable model -- no PSNR is reported for it")
+            raise NonFiniteOutput(f"{self.source} gave {bad} non-finite value(s) (NaN/Inf) on {item.name}: broken "
+                                  f"weights or a numerically unstable model -- no PSNR is reported for it")
         record.images.append(ImageRecord(item.name, item.ms, scores, item.tiled, item.fell_back))
         if save_dir is not None:
             writer.submit(save_dir / f"{item.name}.png", rgb)  # type: ignore[arg-type]

@@ -76,16 +76,22 @@ class FastOptions:
 FAST = FastOptions(precision="fp16", channels_last=True, cudnn_benchmark=True, engine="graphs")
 
 
-def options_from_flags(fast: bool, precision: str | None, engine: str | None) -> FastOptions | None:
+def options_from_flags(fast: bool, precision: str | None, engine: str | None,
+                       compile_mode: str | None = None) -> FastOptions | None:
     """The fast-path options the command-line flags ask for; None when they ask for no fast pass.
 
-    ``--fast`` is :data:`FAST`; ``--precision`` / ``--engine`` override its fields (or, alone, start from
-    fp32 eager with channels_last and cuDNN autotuning, which never change the PSNR beyond float rounding).
+    ``--fast`` is :data:`FAST`; ``--precision`` / ``--engine`` / ``--compile_mode`` override its fields (or,
+    alone, start from fp32 eager with channels_last and cuDNN autotuning, which never change the PSNR
+    beyond float rounding). A ``--compile_mode`` without ``--engine`` compiles the engine it would use
+    (eager -> compile, graphs -> compile+graphs).
     """
-    if not fast and precision is None and engine is None:
+    if not fast and precision is None and engine is None and compile_mode is None:
         return None
     base = FAST if fast else FastOptions(channels_last=True, cudnn_benchmark=True)
-    return replace(base, precision=precision or base.precision, engine=engine or base.engine)
+    if compile_mode is not None and engine is None and not base.compiled:
+        engine = "compile+graphs" if base.graphs else "compile"
+    return replace(base, precision=precision or base.precision, engine=engine or base.engine,
+                   compile_mode=compile_mode or base.compile_mode)
 
 
 def _has_triton() -> bool:

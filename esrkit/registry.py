@@ -1,9 +1,9 @@
 """The registry of entries (timm's pattern): ``models/`` files register :class:`~esrkit.entry.Entry` objects.
 
-Architectures live one per file in ``models/``; each file registers its entries with
+Architectures live one per file in ``models/``; each file registers its entries explicitly with
 :func:`register` (an :class:`Entry`: class, constructor arguments, scale, data range, default
-weights). ``models/__init__.py`` imports those files explicitly, so an entry is never "discovered"
-from a file name. :func:`register_entry` is the same as a decorator, for a team's file that
+weights). Importing ``models`` imports every file there (team submissions excepted), so adding an
+entry is adding one file. :func:`register_entry` is the same as a decorator, for a team's file that
 registers its own network.
 """
 

@@ -19,17 +19,27 @@ edit) are kept as they are and shown as ``-`` where a value cannot be formatted.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import json
 import os
 import statistics
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
+import torch
+
+from esrkit import __version__
 from esrkit.atomic import replace_together
+from esrkit.challenge import Convention
+from esrkit.device import device_name
 from esrkit.errors import KitError
 from esrkit.evaluation import SplitRecord
+from esrkit.measure.complexity import Complexity
 from esrkit.measure.timing import mean
+
+if TYPE_CHECKING:
+    from esrkit.run import EntryRun
 from esrkit.metrics import METRICS
 
 JSON_NAME = "results.json"
@@ -79,6 +89,81 @@ def _add_series(rec: dict[str, Any], split: str, key: str, values: list[float]) 
     if values:
         rec[f"{split}_{key}"] = values
         rec[f"{split}_ave_{key}"] = mean(values)
+
+
+# --- the results entry of a run ------------------------------------------------------------------
+
+
+def psnr_differences(fast: SplitRecord, challenge: SplitRecord) -> tuple[float, float]:
+    """The fast pass's PSNR against the challenge pass's on the same images: (difference of the means, largest
+    per-image absolute difference)."""
+    per_image = [abs(a - b) for a, b in zip(fast.metric("psnr"), challenge.metric("psnr"))]
+    return fast.mean("psnr") - challenge.mean("psnr"), max(per_image)
+
+
+def model_keys(complexity: Complexity, convention: Convention) -> dict[str, Any]:
+    """The official model-level keys (``flops`` under the convention's counter), then the extras."""
+    fv = complexity.flops_fvcore
+    flops = complexity.flops(convention.flops_counter)
+    keys: dict[str, Any] = {
+        "activations": complexity.activations / 1e6, "num_conv": complexity.num_conv,
+        "flops": None if flops is None else flops / 1e9, "num_parameters": complexity.params / 1e6,
+        "flops_counter": convention.counter_label,
+        "flops_hook": complexity.flops_official / 1e9, "flops_fvcore": None if fv is None else fv / 1e9,
+        "flops_fvcore_unsupported_ops": complexity.fvcore_unsupported if fv is not None else None,
+        "complexity_probe": complexity.probe_note(),
+    }
+    if complexity.varies:
+        keys["complexity_input_dependent"] = {k: list(v) for k, v in complexity.varies.items()}
+    return keys
+
+
+def fast_keys(r: SplitRecord, ref: SplitRecord) -> dict[str, Any]:
+    """The fast pass's keys (``<split>_fast_*``): as a split (no cold start: after prepare() no image is cold),
+    plus the PSNR differences to the challenge pass."""
+    keys = split_keys(r, cold_start=False)
+    if r.has_metrics:
+        keys[f"{r.split}_ave_psnr_diff"], keys[f"{r.split}_psnr_diff_max"] = psnr_differences(r, ref)
+    return keys
+
+
+def entry_record(run: EntryRun) -> dict[str, Any]:
+    """The results.json entry of a run: the official keys, then this kit's extras (never instead of them)."""
+    record: dict[str, Any] = {}
+    for r in run.records:
+        record.update(split_keys(r))
+    record["loop"] = run.records[0].loop
+    for r, ref in zip(run.fast, run.records):
+        record.update(fast_keys(r, ref))
+    if run.fast_engine is not None:
+        record.update(fast_engine=run.fast_engine.describe(), fast_setup_ms=run.fast_engine.setup_ms,
+                      fast_graph_captures=run.fast_engine.captures)
+    if run.fast_error is not None:
+        record["fast_error"] = run.fast_error
+    record.update(model_keys(run.complexity, run.convention))
+    device, entry, split = run.device, run.entry, run.splits[0]
+    record.update(
+        device=device_name(device),
+        device_type=device.type,
+        memory_measured=device.type == "cuda",
+        timing="CUDA events around the forward pass" if device.type == "cuda" else "wall clock around the forward pass",
+        entry=entry.call_text(),
+        weights=str(run.loaded.weights),
+        weights_loading=run.loaded.report.describe(),
+        post_load=entry.post_load,
+        results_convention=run.convention.label,
+        data_dir=str(split.root),
+        layout=split.layout,
+        lr_source="made by the kit's MATLAB-bicubic imresize" if split.lr_made_by_kit else "LR files",
+        lr_only=not split.has_hr,
+        data_range=entry.data_range,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        kit_version=__version__,
+        torch_version=torch.__version__,
+    )
+    if entry.notes:
+        record["notes"] = list(entry.notes)
+    return record
 
 
 # --- results.txt ---------------------------------------------------------------------------------

@@ -163,6 +163,8 @@ def check_spec(spec: TeamSpec, where: str) -> None:
         raise KitError(f"{where}: class_name / init_args / init_kwargs are for a team's model_file, not a registered entry")
     if spec.class_name is None and (spec.init_args or spec.init_kwargs):
         raise KitError(f"{where}: constructor arguments need the class they are for: add class_name")
+    if spec.scale is not None and spec.scale < 1:
+        raise KitError(f"{where}: scale {spec.scale} must be a positive upscaling factor (4 for the challenge)")
     if spec.data_range is not None and (not math.isfinite(spec.data_range) or spec.data_range <= 0):
         raise KitError(f"{where}: data_range {spec.data_range:g} must be positive (1.0 or 255)")
     if spec.post_load is not None and not spec.post_load.removeprefix(EACH_PREFIX).isidentifier():
@@ -306,14 +308,13 @@ def _signature_text(cls: type) -> str:
         return cls.__name__
 
 
-def _fits_weights(entry: Entry, weights: Path) -> bool:
-    """Whether ``entry`` builds and ``weights`` load into it strictly (its state_dict must be unambiguous)."""
+def _fits_weights(entry: Entry, state: dict) -> bool:
+    """Whether ``entry`` builds and ``state`` loads into it (strictly, unless the spec says otherwise)."""
     try:
         model = entry.build()
     except KitError:
         return False
-    state, _ = select_state_dict(read_checkpoint(weights), entry.state_key, source=str(weights))
-    return key_mismatch(model, state, strict=True) is None
+    return key_mismatch(model, state, strict=entry.strict) is None
 
 
 def _choose_class(module: teamfile.TeamModule, spec: TeamSpec, base: Entry, weights: Path | None) -> tuple[Entry, list[str]]:
@@ -331,7 +332,8 @@ def _choose_class(module: teamfile.TeamModule, spec: TeamSpec, base: Entry, weig
     if weights is None:
         raise KitError(f"{module.path.name} defines {len(buildable)} networks that build without arguments "
                        f"({', '.join(c.__name__ for c in buildable)}) and no weights to tell them apart: choose with {how}")
-    fitting = [c for c in buildable if _fits_weights(base.replace(arch=c), weights)]
+    state, _ = select_state_dict(read_checkpoint(weights), base.state_key, source=str(weights))
+    fitting = [c for c in buildable if _fits_weights(base.replace(arch=c), state)]
     if len(fitting) == 1:
         return base.replace(arch=fitting[0]), [
             f"class {fitting[0].__name__} inferred: of {', '.join(c.__name__ for c in buildable)} (buildable without "
@@ -384,7 +386,8 @@ def _from_file(spec: TeamSpec, require_data_range: bool) -> Entry:
     if module.cuda_lines:
         lines = ", ".join(f"line {n}: {what}" for n, what in module.cuda_lines[:3])
         notes.append(f"{path.name} hard-codes CUDA ({lines}{', ...' if len(module.cuda_lines) > 3 else ''}); "
-                     f"off CUDA those calls are redirected to the run's device (the file is not edited)")
+                     f"off CUDA those calls are redirected to the run's device (the file is not edited; its CPU "
+                     f"runtimes carry the redirect's small overhead)")
     entry = base.replace(name=name, notes=tuple(notes), description=base.description or f"{base.call_text()} from {path.name}")
     if require_data_range and entry.data_range is None:
         raise KitError(f"no data range for {path.name}: pass --data_range 1.0 or 255 (data_range in a spec); "

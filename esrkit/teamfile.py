@@ -1,6 +1,6 @@
 """A team's model file: reading it (``ast``, nothing executed) and importing it in isolation.
 
-- :func:`main_guarded` / :func:`imports_in`: the file's import statements, those under
+- :func:`imports_in` (over :func:`walk_importable`): the file's import statements, those under
   ``if __name__ == "__main__":`` left out (they never run when the organisers import the file);
 - :func:`cuda_mentions`: where the file hard-codes CUDA (``.cuda()``, ``"cuda"``), so the kit can
   redirect those calls on a machine without it instead of failing;
@@ -27,7 +27,7 @@ from torch import nn
 from esrkit import registry
 from esrkit.device import cuda_redirected
 from esrkit.entry import Entry
-from esrkit.errors import KitError
+from esrkit.errors import KitError, first_line
 
 MODEL_FILE_RE = re.compile(r"^team(\d{2})_([A-Za-z][A-Za-z0-9_]*)\.py$")
 WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt")
@@ -137,11 +137,6 @@ def builds_without_arguments(cls: type) -> bool:
     return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
-
-
 def import_team_file(path: Path) -> TeamModule:
     """Import ``path`` under a private module name (see the module docstring)."""
     path = Path(path)
@@ -165,12 +160,16 @@ def import_team_file(path: Path) -> TeamModule:
                 spec.loader.exec_module(module)
         except ModuleNotFoundError as exc:
             sys.modules.pop(module_name, None)
-            missing = (exc.name or _first_line(exc)).split(".")[0]
+            name = exc.name or first_line(exc, with_type=False)
+            missing = name.split(".")[0]
+            if missing == "models" or (path.parent / f"{missing}.py").exists() or (path.parent / missing).is_dir():
+                raise KitError(f"{path.name} imports {name}, a module of the team's own repository that is not part "
+                               f"of the submission: a submission is one self-contained file (ask the team for it)") from None
             raise KitError(f"{path.name} imports {missing}, which is not installed here: "
                            f"pip install {PIP_NAMES.get(missing, missing)}") from None
         except Exception as exc:  # the file is user code: any error is reported, none is hidden
             sys.modules.pop(module_name, None)
-            raise KitError(f"importing {path.name} failed: {type(exc).__name__}: {_first_line(exc)}") from None
+            raise KitError(f"importing {path.name} failed: {first_line(exc)}") from None
     return TeamModule(path, module, tuple(collected), cuda_lines)
 
 

@@ -69,3 +69,20 @@ def test_outputs_under_a_regular_file_are_refused_before_work(tmp_path: Path, re
 def test_a_folder_given_as_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KitError, match="is a folder: give a file path"):
         atomic.check_writable_file(tmp_path, "--markdown")
+
+
+def test_parallel_writes_leave_the_umask_alone(tmp_path: Path) -> None:
+    """Writer threads create files at once: the process's umask (read once, at import) is never changed."""
+    import threading
+
+    before = os.umask(0o022)
+    os.umask(before)
+    threads = [threading.Thread(target=lambda i=i: [atomic.atomic_write(tmp_path / f"{i}_{k}.txt", "x")
+                                                    for k in range(50)]) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    after = os.umask(before)
+    os.umask(after)
+    assert after == before

@@ -37,7 +37,7 @@ def test_complexity_only_writes_exact_integers_as_csv_and_json(tmp_path: Path, c
 def test_unwritable_output_is_one_line_before_anything_is_measured(tmp_path: Path, capsys, monkeypatch) -> None:
     """A report path that cannot be written stops the run at once, not after every entry was measured."""
     measured = []
-    monkeypatch.setattr("benchmarks.__main__.measure_complexity", lambda model: measured.append(model))
+    monkeypatch.setattr("benchmarks.__main__.count", lambda model: measured.append(model))
     (tmp_path / "a_file").write_text("x")
     for fmt in ("markdown", "csv"):
         assert main(["--complexity_only", f"--{fmt}", str(tmp_path / "a_file" / "report.md")]) == 2

@@ -71,6 +71,8 @@ def test_second_entry_is_merged_not_overwritten(tmp_path, two_image_benchmark, t
         (["--include_test"], "layout 'benchmark' has no 'test' split"),
         (["--model_id", "RFDN"], "does not fit RFDN"),
         (["--runs", "-3"], "--runs -3: give the number of warm repeats per image"),
+        (["--tile_overlap", "300"], "--tile_overlap 300 must be smaller than the tile (256 LR pixels)"),
+        (["--model_file", "{tmp}/x.py", "--scale", "0"], "scale 0 must be a positive upscaling factor"),
         (["--results_dir", "{tmp}/a_file/out"], "--results_dir"),
         (["--model_file", "{tmp}/no_such_team.py"], "model file not found"),
         (["--model_id", "RFDN", "--model_file", "{tmp}/x.py"], "both name an entry: give one of them"),
@@ -142,7 +144,7 @@ def test_lr_only_run_writes_sr_images_and_no_psnr(tmp_path, two_image_benchmark,
     assert run_cli(tmp_path / "paired", "--data_dir", str(two_image_benchmark), "--weights", str(test_weights)) == 0
     shutil.rmtree(two_image_benchmark / "HR")
     assert run_cli(tmp_path, "--data_dir", str(two_image_benchmark), "--weights", str(test_weights)) == 2
-    assert "pass --lr_only" in capsys.readouterr().err
+    assert "with --lr_only" in capsys.readouterr().err
     assert run_cli(tmp_path, "--data_dir", str(two_image_benchmark), "--weights", str(test_weights), "--lr_only") == 0
     assert "LR only: no PSNR" in capsys.readouterr().out
     rec = json.loads((tmp_path / "out" / "results.json").read_text())["10_MLRN-entire"]

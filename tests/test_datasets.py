@@ -177,7 +177,7 @@ def test_lr_only_2024_test_split_without_hr(tmp_path: Path, capsys) -> None:
         write_png(lr_dir / f"{stem}x4.png", np.full((4, 5, 3), int(stem[-2:]), np.uint8))
     write_png(lr_dir / "0900.png", np.zeros((4, 5, 3), np.uint8))
     assert detect_layout(tmp_path) == "ntire2024"
-    with pytest.raises(KitError, match="DIV2K_LSDIR_test_HR, which does not exist; its LR folder .* pass --lr_only"):
+    with pytest.raises(KitError, match="DIV2K_LSDIR_test_HR, which does not exist; its LR folder .* with --lr_only"):
         open_split(tmp_path, "test")
     split = open_split(tmp_path, "test", lr_only=True)
     assert "ignoring 1 file(s)" in capsys.readouterr().err and not split.has_hr

@@ -166,6 +166,42 @@ def test_gate_holds_new_jobs_while_closed() -> None:
     assert started.is_set() and not worker.is_alive()
 
 
+def test_closing_the_gate_waits_for_the_jobs_already_running() -> None:
+    """A job that started before the timed region is finished before the region starts (nothing runs beside it)."""
+    gate = Gate()
+    order: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def job() -> None:
+        started.set()
+        release.wait(60)
+        order.append("job done")
+
+    def timed_region() -> None:
+        with gate.closed():
+            order.append("timed region")
+
+    worker = threading.Thread(target=gate.run, args=(job,))
+    worker.start()
+    assert started.wait(60)
+    timer = threading.Thread(target=timed_region)
+    timer.start()
+    release.set()
+    for thread in (worker, timer):
+        thread.join(60)
+    assert order == ["job done", "timed region"]
+
+
+@pytest.mark.parametrize("loop", [LoopOptions(), PIPELINED], ids=["sequential", "pipelined"])
+def test_a_forward_that_returns_no_image_is_one_line(set5_three, loop) -> None:
+    class Pair(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x, x
+
+    with pytest.raises(KitError, match=r"the model returned a tuple for img_001 \(LR 128x128\); an SR network returns"):
+        _evaluator(Pair(), loop=loop).run(set5_three)
+
+
 def test_tiles_blend_to_the_whole_image_for_a_pointwise_model() -> None:
     """A per-pixel model gives the same output tiled or whole: tiling and the overlap averaging are exact."""
     model = nn.Sequential(nn.Conv2d(3, 48, 1), nn.PixelShuffle(4))

@@ -133,3 +133,11 @@ def test_fast_fp16_graphs_psnr_close_to_fp32(benchmarks_dir: Path, official_weig
     ref = metrics.psnr(tensor_to_uint8(model(x), entry.data_range), hr)
     got = metrics.psnr(tensor_to_uint8(fast(x), entry.data_range), hr)
     assert abs(got - ref) < 0.01
+
+
+def test_compile_mode_alone_asks_for_a_compiled_fast_pass() -> None:
+    assert options_from_flags(False, None, None) is None
+    alone = options_from_flags(False, None, None, "max-autotune-no-cudagraphs")
+    assert alone is not None and alone.engine == "compile" and alone.compile_mode == "max-autotune-no-cudagraphs"
+    with_fast = options_from_flags(True, None, None, "reduce-overhead")
+    assert with_fast.engine == "compile+graphs" and with_fast.compile_mode == "reduce-overhead"  # --fast's graphs, compiled

@@ -20,6 +20,7 @@ import importlib.util
 import io
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -178,10 +179,11 @@ def spec_file(tmp_path_factory: pytest.TempPathFactory, submissions: Path, offic
     return path
 
 
-def run_batch_cli(*argv: str) -> tuple[int, str, str]:
+def run_batch_cli(*argv: str, isolate: bool = False) -> tuple[int, str, str]:
+    """The batch command; in this process (``--in_process``) unless ``isolate`` (one process per team, the default)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(["batch", *argv, "--device", "cpu", "--quiet"])
+        rc = main(["batch", *argv, "--device", "cpu", "--quiet", *([] if isolate else ["--in_process"])])
     return rc, out.getvalue(), err.getvalue()
 
 
@@ -449,7 +451,8 @@ def test_failing_teams_are_one_line_errors_and_the_batch_goes_on(batch) -> None:
         assert "\n" not in message and message.startswith(parts[0]), message
         for part in parts[1:]:
             assert part in message, (part, message)
-        assert f"{message}" in batch["err"] and f"| team {team:02d} (" in batch["out"]
+        label, _, reason = message.partition("): ")
+        assert f"{label}): failed -- {reason}" in batch["err"] and f"| team {team:02d} (" in batch["out"]
     statuses = {s["key"]: s["status"] for s in batch["status"].values() if s["status"] == "ok"}
     assert statuses == dict.fromkeys(GOOD_KEYS, "ok")
 
@@ -474,6 +477,22 @@ def test_rerun_skips_measured_teams_and_refresh_all_remeasures(batch, spec_file,
     after = json.loads((folder / "results.json").read_text())
     assert "_marker" not in after["08_FRnet"] and after["07_NanoSR"]["_marker"]  # only team 8 was re-measured
     assert round(after["08_FRnet"]["num_parameters"] * 1e6) == TEAMS[8]["params"] and set(after) == GOOD_KEYS
+
+
+def test_each_team_in_its_own_process_gives_the_same_entries(batch, spec_file, set5, tmp_path) -> None:
+    """The default batch runs every team in a process of its own (as the organisers run test_demo.py per
+    team): the same counts exactly, and PSNR to float rounding, as the in-process batch; a team that fails
+    in its process is still one line, and the batch goes on."""
+    rc, out, err = run_batch_cli("--spec", str(spec_file), "--data_dir", str(set5), "--results_dir", str(tmp_path),
+                                 "--teams", "15", "34", isolate=True)
+    assert rc == 1 and "1 of 2 measured or already measured; 1 failed" in out, out + err
+    assert "team 34 (team08_FRnet.py): failed -- " in err and "does not fit FRnet" in err
+    mine = json.loads((tmp_path / "results.json").read_text())
+    assert list(mine) == ["15_DIPNet_slim_v2"]
+    theirs = batch["results"]["15_DIPNet_slim_v2"]
+    for key in ("num_parameters", "flops", "flops_hook", "activations", "num_conv", "valid_images"):
+        assert mine["15_DIPNet_slim_v2"][key] == theirs[key], key
+    assert mine["15_DIPNet_slim_v2"]["valid_ave_psnr"] == pytest.approx(theirs["valid_ave_psnr"], abs=1e-3)
 
 
 # --- check's rules, as the organisers judged -------------------------------------------------------
@@ -549,3 +568,45 @@ def test_nan_on_the_random_probe_only_is_noted_with_the_counts(tmp_path, set5, o
     assert rows["single file (imports)"][0] == "PASS" and rows["weights load"][0] == "PASS"
     assert rows["runtime"][0] == "PASS" and rows["PSNR valid"][0] == "FAIL"  # bicubic is below EFDN: a verdict, no NaN
     assert "non-finite" not in rows["PSNR valid"][1] and rc == 1
+
+
+def test_a_batch_data_range_is_the_default_of_the_teams_that_declare_none(tmp_path, submissions, set5) -> None:
+    """``--data_range`` fills in what neither a team's spec nor its file says; a file that registers its entry
+    keeps its own range (no conflict)."""
+    registering = tmp_path / "models" / "team41_Reg.py"
+    registering.parent.mkdir()
+    registering.write_text(
+        "import torch\nfrom torch import nn\nfrom esrkit.registry import register_entry\n\n\n"
+        "@register_entry('Reg', 41, scale=4, data_range=255.0, weights='team41_reg.pth')\n"
+        "class Reg(nn.Module):\n    def __init__(self) -> None:\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 48, 1)\n        self.up = nn.PixelShuffle(4)\n\n"
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n        return self.up(self.conv(x))\n")
+    (tmp_path / "model_zoo").mkdir()
+    torch.save({"conv.weight": torch.zeros(48, 3, 1, 1), "conv.bias": torch.zeros(48)},
+               tmp_path / "model_zoo" / "team41_reg.pth")
+    spec = tmp_path / "teams.toml"
+    spec.write_text(f'[[team]]\nteam = 15\nmodel_file = "{submissions}/models/team15_DIPNet_slim_v2.py"\n\n'
+                    f'[[team]]\nteam = 41\nmodel_file = "{registering}"\n')
+    rc, out, err = run_batch_cli("--spec", str(spec), "--data_dir", str(set5), "--results_dir", str(tmp_path / "out"),
+                                 "--data_range", "1.0")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert rc == 0, out + err
+    assert results["15_DIPNet_slim_v2"]["data_range"] == 1.0 and results["41_Reg"]["data_range"] == 255.0
+
+
+def test_a_team_whose_files_changed_is_measured_again(tmp_path, submissions, set5) -> None:
+    """--refresh missing skips a measured team only while what it was measured from is the same."""
+    for sub, name in (("models", "team15_DIPNet_slim_v2.py"), ("model_zoo", "team15_DIPNet_slim_v2.pt")):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        shutil.copy(submissions / sub / name, tmp_path / sub / name)
+    args = ("--models_dir", str(tmp_path / "models"), "--data_dir", str(set5), "--results_dir", str(tmp_path / "out"),
+            "--data_range", "1.0")
+
+    def status() -> str:
+        return next(line for line in run_batch_cli(*args)[1].splitlines() if line.startswith("| 15_DIPNet_slim_v2 "))
+
+    assert "| ok |" in status()
+    assert "| skipped |" in status()  # nothing changed
+    weights = tmp_path / "model_zoo" / "team15_DIPNet_slim_v2.pt"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # new weights delivered
+    assert "| ok |" in status()

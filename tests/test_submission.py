@@ -23,6 +23,7 @@ from typing import Iterator
 import pytest
 import torch
 
+from esrkit.challenge import YEARS
 from esrkit.datasets import ImagePair, Split, open_split
 from esrkit.errors import KitError
 from esrkit.imageio import read_rgb
@@ -209,9 +210,9 @@ def test_year_changes_the_flops_counter(weights) -> None:
     theirs = check_module.count(get_entry("RFDN").load(weights["RFDN"]).model)
     for year, expected in ((2023, "19.70 G vs 27.10 G by the 2023 counter (official hooks)"),
                            (2024, "19.67 G vs 27.05 G by the 2024 counter (fvcore)")):
-        params, flops = check_module.complexity_rules(check_module.YEARS[year], ours, theirs, "RFDN")
+        params, flops = check_module.complexity_rules(YEARS[year], ours, theirs, "RFDN")
         assert params.passed and flops.passed and flops.reason.startswith(expected)
-    bigger = check_module.complexity_rules(check_module.YEARS[2025], theirs, ours, "RLFN")
+    bigger = check_module.complexity_rules(YEARS[2025], theirs, ours, "RLFN")
     assert [r.status for r in bigger] == [Status.FAIL, Status.FAIL]
     assert bigger[0].reason == "433,448 vs RLFN 317,218 (1.37x; must be <= 1.00x)"
 
@@ -441,7 +442,7 @@ def _split(layout_name: str, name: str, n: int) -> Split:
     ],
 )
 def test_year_bar(year, layout_name, split, n, bar) -> None:
-    assert check_module.year_bar(check_module.YEARS[year], _split(layout_name, split, n)) == bar
+    assert check_module.year_bar(YEARS[year], _split(layout_name, split, n)) == bar
 
 
 def test_usage_errors_are_one_line(good_team, set5, weights, tmp_path, capsys) -> None:
@@ -500,7 +501,7 @@ def test_package_lr_only_test_split(good_team, benchmarks_dir, tmp_path, capsys)
     argv = ("package", "--model_file", str(good_team), "--data_dir", str(tmp_path / "data"), "--split", "test",
             "--out", str(out), "--device", "cpu")
     rc, _, err = run_cli(capsys, *argv)
-    assert rc == 2 and "pass --lr_only" in err and not out.exists()
+    assert rc == 2 and "with --lr_only" in err and not out.exists()
     rc, _, err = run_cli(capsys, *argv, "--lr_only")
     assert rc == 0 and err == "", err
     with zipfile.ZipFile(out) as zf:
@@ -521,19 +522,20 @@ def test_package_keeps_the_old_zip_when_the_model_is_broken(tmp_path, set5, caps
     out.write_bytes(b"previous upload")
     rc, _, err = run_cli(capsys, "package", "--model_file", str(path), "--data_dir", str(set5), "--out", str(out),
                          "--data_range", "255", "--device", "cpu")
-    assert rc == 2 and len(err.strip().splitlines()) == 1
+    errors = [line for line in err.strip().splitlines() if not line.startswith("note: ")]  # notes say what was inferred
+    assert rc == 2 and len(errors) == 1 and errors[0].startswith("error: ")
     assert "gave 235200 non-finite value(s) (NaN/Inf) on img_004" in err and "nothing was written" in err
     assert out.read_bytes() == b"previous upload"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model_zoo", "models", "team04.zip"]  # no factsheet, no staging
 
 
-def test_package_refuses_a_model_of_the_wrong_scale_before_running(tmp_path, set5, capsys) -> None:
+def test_package_stops_at_the_first_image_of_a_model_of_the_wrong_scale(tmp_path, set5, capsys) -> None:
     path = team_folder(tmp_path, "team03_Half.py", TINY.format(name="Half", factor=2, expr="self.up(self.conv(x))"),
                        "team03_half.pth", state=TINY_STATE)
     out = tmp_path / "team03.zip"
     rc, _, err = run_cli(capsys, "package", "--model_file", str(path), "--data_dir", str(set5), "--out", str(out),
                          "--data_range", "255", "--device", "cpu")
-    assert rc == 2 and "gives no valid output (output (1, 3, 128, 128) for input (1, 3, 64, 64)" in err
+    assert rc == 2 and "img_004: the model returned 140x140 for a 70x70 input; x4 needs 280x280" in err
     assert "nothing was written" in err and not out.exists()
 
 

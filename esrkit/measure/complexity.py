@@ -36,7 +36,7 @@ from math import prod
 import torch
 from torch import nn
 
-from esrkit.errors import KitError
+from esrkit.errors import KitError, first_line
 from esrkit.measure import probe
 
 INPUT_SHAPE = probe.COMPLEXITY_SHAPE
@@ -225,11 +225,6 @@ class Complexity:
         return text
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else '(no message)'}"
-
-
 def _counts_on(model: nn.Module, seed: int, counters: tuple[str, ...]) -> tuple[dict[str, int], dict[str, str], dict[str, int]]:
     values: dict[str, int] = {}
     errors: dict[str, str] = {}
@@ -237,7 +232,7 @@ def _counts_on(model: nn.Module, seed: int, counters: tuple[str, ...]) -> tuple[
     try:
         o = official_counts(model, seed=seed)
     except Exception as exc:  # user code on the probe: the reason, in one line
-        raise KitError(f"{type(model).__name__} fails on the 3x256x256 complexity probe ({_first_line(exc)})") from None
+        raise KitError(f"{type(model).__name__} fails on the 3x256x256 complexity probe ({first_line(exc)})") from None
     values.update(params=o.params, flops_official=o.flops, activations=o.activations, num_conv=o.num_conv)
     if "fvcore" in counters:
         try:
@@ -246,14 +241,14 @@ def _counts_on(model: nn.Module, seed: int, counters: tuple[str, ...]) -> tuple[
         except KitError as exc:
             errors["fvcore"] = str(exc)
         except Exception as exc:  # fvcore's tracer fails on some user code: that is the finding, not a crash
-            errors["fvcore"] = f"fvcore could not trace the model ({_first_line(exc)})"
+            errors["fvcore"] = f"fvcore could not trace the model ({first_line(exc)})"
     if "ptflops" in counters and seed == probe.SEED:  # ptflops draws its own input
         try:
             values["flops_ptflops"] = ptflops_counts(model).macs
         except KitError as exc:
             errors["ptflops"] = str(exc)
         except Exception as exc:
-            errors["ptflops"] = f"ptflops could not count the model ({_first_line(exc)})"
+            errors["ptflops"] = f"ptflops could not count the model ({first_line(exc)})"
     return values, errors, unsupported
 
 

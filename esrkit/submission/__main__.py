@@ -22,19 +22,20 @@ from typing import Sequence
 
 from esrkit.challenge import YEARS, Convention
 from esrkit.cli import EXIT_FAILED, EXIT_OK, run_guarded
-from esrkit.datasets import LAYOUTS, open_split
+from esrkit.datasets import LAYOUTS
 from esrkit.device import pick_device
 from esrkit.errors import KitError
 from esrkit.progress import Progress
 from esrkit.registry import get_entry
 from esrkit.results import ResultsFiles
-from esrkit.run import RunOptions
 from esrkit.spec import (TeamSpec, add_entry_arguments, entry_from_args, load_spec_file, spec_from_args,
                          specs_from_folder)
-from esrkit.submission.batch import OK, REFRESH, SKIPPED, run_batch, table_markdown
+from esrkit.submission.batch import OK, REFRESH, SKIPPED, BatchSettings, run_batch, table_markdown
 from esrkit.submission.check import CheckOptions, Submission, run_check
 from esrkit.submission.export import export_entry
 from esrkit.submission.package import PackageOptions, run_package
+
+DEFAULT_CHECK_YEAR = 2023  # check's rules when neither --year nor a spec file says: the MLRN paper's challenge
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -54,8 +55,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     check.add_argument("--baseline", default=None, help="registered entry to compare with (default: the --year's baseline)")
     check.add_argument("--baseline_weights", type=Path, default=None,
                        help="the baseline's weights (default: its file in model_zoo/)")
-    check.add_argument("--year", type=int, default=2023, choices=sorted(YEARS),
-                       help="whose rules: FLOPs counter, PSNR bars, baseline, allowed packages (default 2023)")
+    check.add_argument("--year", type=int, default=None, choices=sorted(YEARS),
+                       help="whose rules: FLOPs counter, PSNR bars, baseline, allowed packages (default: the spec "
+                            "file's year, else 2023)")
     check.add_argument("--data_dir", type=Path, default=None,
                        help="validation folder (NTIRE or benchmark layout, or HR images); default: the demo photos")
     check.add_argument("--runs", type=int, default=3, help="timed repeats per image for the runtime ratio (default 3)")
@@ -88,6 +90,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     which.add_argument("--models_dir", type=Path, help="a folder of models/teamNN_Name.py files (weights in the "
                                                         "model_zoo/ beside it; everything else inferred)")
     batch.add_argument("--entries", nargs="*", default=[], help="registered entries to measure too (their model_zoo weights)")
+    batch.add_argument("--data_range", type=float, default=None,
+                       help="the data range of every team whose spec does not give one (the organisers' default; "
+                            "a file that registers its entry keeps its own)")
     batch.add_argument("--teams", nargs="*", type=int, default=None, help="only these team numbers")
     batch.add_argument("--data_dir", type=Path, required=True, help="the validation folder (official or benchmark layout)")
     batch.add_argument("--split", default="valid", help="which split (default valid)")
@@ -100,6 +105,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                        help="missing: measure the teams not measured yet (or failed); all: measure every team again")
     batch.add_argument("--runs", type=int, default=0, help="warm repeats per image beside the challenge figure (default 0)")
     batch.add_argument("--ssim", action="store_true", help="also SSIM")
+    batch.add_argument("--in_process", action="store_true",
+                       help="run the teams in this process, not one process each (faster; but only the first team "
+                            "then has a cold first image, and a team's crash stops the batch)")
     _common(batch)
     args = parser.parse_args(argv)
     return args
@@ -122,9 +130,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_check_command(args: argparse.Namespace) -> int:
-    spec, _ = spec_from_args(args)
+    spec, spec_year = spec_from_args(args)
     progress = Progress(enabled=False if args.quiet else None)
-    options = CheckOptions(baseline=args.baseline, baseline_weights=args.baseline_weights, year=args.year,
+    options = CheckOptions(baseline=args.baseline, baseline_weights=args.baseline_weights,
+                           year=args.year or spec_year or DEFAULT_CHECK_YEAR,
                            data_dir=args.data_dir, layout=args.layout, device=args.device, runs=args.runs)
     report = run_check(Submission.from_spec(spec), options, progress)
     print(report.render())
@@ -145,13 +154,13 @@ def run_package_command(args: argparse.Namespace) -> int:
 
 
 def batch_specs(args: argparse.Namespace) -> tuple[list[TeamSpec], int | None]:
+    """The teams of the batch (a spec file's or a folder's, narrowed by ``--teams``), then ``--entries``."""
     year = None
     if args.spec is not None:
         spec_file = load_spec_file(args.spec)
         specs, year = list(spec_file.teams), spec_file.year
     else:
         specs = specs_from_folder(args.models_dir)
-    specs += [TeamSpec(entry=get_entry(name).name) for name in args.entries]
     if args.teams is not None:
         wanted = set(args.teams)
         unknown = wanted - {s.team for s in specs}
@@ -159,19 +168,22 @@ def batch_specs(args: argparse.Namespace) -> tuple[list[TeamSpec], int | None]:
             raise KitError(f"--teams {' '.join(map(str, sorted(unknown)))}: not in the batch "
                            f"(it has: {', '.join(str(s.team) for s in specs if s.team is not None)})")
         specs = [s for s in specs if s.team in wanted]
-    return specs, year
+    return specs + [TeamSpec(entry=get_entry(name).name) for name in args.entries], year
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
     if args.runs < 0:
         raise KitError(f"--runs {args.runs}: give the number of warm repeats per image (0: none)")
     specs, spec_year = batch_specs(args)
-    split = open_split(args.data_dir, args.split, args.layout)
-    convention = Convention.for_run(args.year or spec_year, split.layout)
+    device = pick_device(args.device)  # checked here, once; each team's process opens it again
+    settings = BatchSettings(args.data_dir, args.split, args.layout, args.year or spec_year, str(device),
+                             ssim=args.ssim, warm_runs=args.runs, default_data_range=args.data_range,
+                             save_dir=args.save_dir)
+    split = settings.open_split()
+    convention = Convention.for_run(settings.year, split.layout)
     progress = Progress(enabled=False if args.quiet else None)
-    options = RunOptions(pick_device(args.device), ssim=args.ssim, warm_runs=args.runs, progress=progress)
     results = ResultsFiles(args.results_dir, include_test=False, hybrid_test=False)
-    outcomes = run_batch(specs, split, convention, options, results, args.refresh, args.save_dir, progress)
+    outcomes = run_batch(specs, settings, results, args.refresh, isolate=not args.in_process, progress=progress)
     print(table_markdown(outcomes, convention, split))
     failed = [o for o in outcomes if o.status not in (OK, SKIPPED)]
     print(f"{len(outcomes) - len(failed)} of {len(outcomes)} measured or already measured; {len(failed)} failed; "

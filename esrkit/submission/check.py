@@ -27,12 +27,12 @@ import torch
 from torch import nn
 
 from esrkit import metrics
-from esrkit.challenge import HOOKS, YEARS, Year, year_rules
+from esrkit.challenge import HOOKS, Year, year_rules
 from esrkit.datasets import LAYOUTS, ImagePair, Split, demo_split, open_splits
 from esrkit.device import device_name, pick_device, prepare_model
 from esrkit.entry import Entry, Loaded
-from esrkit.errors import KitError
-from esrkit.evaluation import Evaluator, SplitRecord
+from esrkit.errors import KitError, first_line
+from esrkit.evaluation import Evaluator, NonFiniteOutput, SplitRecord
 from esrkit.imageio import tensor_to_uint8, uint8_to_tensor
 from esrkit.imresize import imresize
 from esrkit.measure import timing
@@ -105,11 +105,6 @@ class Submission:
         return f"{self.entry.call_text()} {where}"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else '(no message)'}"
-
-
 @dataclass(frozen=True)
 class Probe:
     """One forward pass on a random probe: its verdict on the shape, and how many values were not finite."""
@@ -125,7 +120,7 @@ def check_forward(rule: str, model: nn.Module, x: torch.Tensor, scale: int) -> P
         with torch.no_grad():
             out = model(x)
     except Exception as exc:  # user code: whatever it raises is the reason
-        return Probe(failed(rule, f"the forward pass raised {_first_line(exc)}"), None)
+        return Probe(failed(rule, f"the forward pass raised {first_line(exc)}"), None)
     if not isinstance(out, torch.Tensor):
         return Probe(failed(rule, f"the forward pass returned {type(out).__name__}, not a tensor"), None)
     expected = (1, 3, scale * x.shape[2], scale * x.shape[3])
@@ -162,7 +157,7 @@ def check_data_range(
             scores[data_range] = metrics.psnr(sr, hr, crop_border=scale)
         except Exception as exc:  # user code on a real image: report what it raised
             return failed(RULE_DATA_RANGE, f"running {pair.name} (LR crop {lr.shape[1]}x{lr.shape[0]}) at "
-                                           f"{data_range:g} raised {_first_line(exc)}"), declared or 1.0
+                                           f"{data_range:g} raised {first_line(exc)}"), declared or 1.0
     detail = (f"PSNR {scores[1.0]:.2f} dB at 1.0, {scores[255.0]:.2f} dB at 255, bicubic {bicubic:.2f} dB "
               f"on {pair.name} (LR crop {lr.shape[1]}x{lr.shape[0]})")
     best = max(scores, key=scores.__getitem__)
@@ -335,7 +330,7 @@ class SubmissionCheck:
             self._add(failed(RULE_WEIGHTS, str(exc)))
             return False
         except Exception as exc:  # building the user's model can raise anything
-            self._add(failed(RULE_WEIGHTS, f"building or loading the model raised {_first_line(exc)}"))
+            self._add(failed(RULE_WEIGHTS, f"building or loading the model raised {first_line(exc)}"))
             return False
         self.model = prepare_model(self.loaded.model, self.device)
         keys = len(self.loaded.model.state_dict())
@@ -393,7 +388,8 @@ class SubmissionCheck:
     def _efficiency_and_quality_rules(self, entry: Entry) -> None:
         assert self.model is not None
         base = self.baseline_entry
-        ours_c = count(self.model, counters=("official", "fvcore"))
+        with entry.running_on(torch.device("cpu")):  # the counters run on CPU copies of the model
+            ours_c = count(self.model, counters=("official", "fvcore"))
         theirs_c = count(self.baseline.model, counters=("official", "fvcore"), second_probe=False)
         ours = Evaluator(self.model, scale=entry.scale, data_range=self.data_range, device=self.device,
                          tile=entry.tile, tile_overlap=entry.tile_overlap, source=f"{entry.name} ({self.submission.source.name})")
@@ -406,8 +402,8 @@ class SubmissionCheck:
             our_records = {split.name: ours.run(split) for split in self.splits}
         except Exception as exc:  # the user's model on real images (sizes, memory, NaN): the reason, not a traceback
             reason = (str(exc) if isinstance(exc, KitError) else
-                      f"running the model on the {valid.root} images raised {_first_line(exc)}")
-            self._judge_probes(False if "non-finite" in reason else None, images)
+                      f"running the model on the {valid.root} images raised {first_line(exc)}")
+            self._judge_probes(False if isinstance(exc, NonFiniteOutput) else None, images)
             self._add(self._determinism_result)
             self._add(self._data_range_result)
             self.report.results += complexity_rules(self.rules, ours_c, theirs_c, base.name)
@@ -462,5 +458,5 @@ def run_check(submission: Submission, options: CheckOptions, progress: Progress 
     return SubmissionCheck(submission, options, progress).run()
 
 
-__all__ = ["YEARS", "CheckOptions", "Submission", "check_data_range", "check_forward", "complexity_rules",
+__all__ = ["CheckOptions", "Submission", "check_data_range", "check_forward", "complexity_rules",
            "run_check", "time_interleaved", "year_bar"]

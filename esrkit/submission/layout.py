@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from esrkit.challenge import YEARS, Year
+from esrkit.challenge import Year
 from esrkit.errors import KitError
 from esrkit.submission.report import RuleResult, failed, passed
 from esrkit.teamfile import MODEL_FILE_RE, WEIGHT_SUFFIXES, imports_in, parse
@@ -103,5 +103,5 @@ def check_imports(path: Path, rules: Year | None = None) -> RuleResult:
                                 f"{'' if rules is None else f' ({year}environment: {where})'}")
 
 
-__all__ = ["KIT_REGISTRATION", "PORTABLE_PACKAGES", "YEARS", "check_imports", "check_model_file_name",
+__all__ = ["KIT_REGISTRATION", "PORTABLE_PACKAGES", "check_imports", "check_model_file_name",
            "check_weights_name"]

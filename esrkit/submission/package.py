@@ -20,18 +20,17 @@ import torch
 
 from esrkit import __version__
 from esrkit.atomic import check_writable_file, replace_together
+from esrkit.challenge import Convention
 from esrkit.datasets import Split, demo_split, open_split
-from esrkit.device import device_name, pick_device, prepare_model
+from esrkit.device import device_name, pick_device
 from esrkit.entry import Entry, Loaded
 from esrkit.errors import KitError
-from esrkit.evaluation import Evaluator, SplitRecord
-from esrkit.measure.complexity import Complexity, count
-from esrkit.measure.probe import probe_input
+from esrkit.evaluation import SplitRecord
+from esrkit.measure.complexity import Complexity
 from esrkit.progress import QUIET, Progress
-from esrkit.submission.check import check_forward
+from esrkit.run import RunOptions, run_entry
 
 README_NAME = "readme.txt"
-PREFLIGHT_SIZE = 64  # LR pixels of the forward pass that must give a valid image before anything is written
 
 
 @dataclass(frozen=True)
@@ -177,7 +176,7 @@ def check_outputs(options: PackageOptions) -> Path:
 
 
 def run_package(entry: Entry, options: PackageOptions, progress: Progress = QUIET) -> PackageResult:
-    """Run the entry on the split's LR images and write the zip and the factsheet."""
+    """Run the entry on the split's LR images (as test_demo.py does) and write the zip and the factsheet."""
     if entry.data_range is None:
         raise KitError(f"{entry.name} declares no data range: pass --data_range (check reports the one that fits)")
     factsheet_path = check_outputs(options)
@@ -188,33 +187,21 @@ def run_package(entry: Entry, options: PackageOptions, progress: Progress = QUIE
     else:
         split = open_split(options.data_dir, options.split, options.layout, entry.scale, lr_only=options.lr_only)
     device = pick_device(options.device)
-    torch.backends.cudnn.benchmark = False
-    with entry.running_on(device):
-        loaded = entry.load()
-        counts = count(loaded.model, counters=("official", "fvcore"))
-        model = prepare_model(loaded.model, device)
-        preflight = check_forward("forward", model, probe_input(PREFLIGHT_SIZE, PREFLIGHT_SIZE, data_range=entry.data_range,
-                                                                device=device), entry.scale)
-        if preflight.output is None:
-            raise KitError(f"{entry.name} gives no valid output ({preflight.result.reason}): nothing was written; run check")
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        out = options.out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".esrkit_package_", dir=out.parent) as staging:
-            evaluator = Evaluator(model, scale=entry.scale, data_range=entry.data_range, device=device, tile=entry.tile,
-                                  tile_overlap=entry.tile_overlap, progress=progress,
-                                  source=f"{entry.name} with {loaded.weights}")
-            try:
-                result = evaluator.run(split, Path(staging) / split.name)
-            except KitError as exc:  # the model on the real images (NaN, a size it refuses): the upload stays as it was
-                raise KitError(f"{exc}; nothing was written (run check)") from None
-            runtime_s = result.mean_runtime_ms / 1e3
-            measured = (f"runtime measured by esrkit {__version__} on {device_name(device)}: "
-                        f"challenge protocol, mean of {len(split)} {split.name} images, fp32, batch 1, no warm-up")
-            text = readme_text(runtime_s, device.type == "cpu", options.extra_data,
-                               f"{options.description.strip()} ({measured})" if options.description.strip() else measured)
-            images = [Path(staging) / split.name / f"{name}.png" for name in result.names]
-            sheet = factsheet_text(loaded, counts, split, result, device, options)
-            members = write_flat_zip(out, images, {README_NAME: text}, beside={factsheet_path: sheet})
+    out = options.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".esrkit_package_", dir=out.parent) as staging:
+        try:
+            run = run_entry(entry, [split], Convention.for_run(None, split.layout), RunOptions(device, progress=progress),
+                            save_root=Path(staging))
+        except KitError as exc:  # the model on the real images (NaN, a size it refuses): the upload stays as it was
+            raise KitError(f"{exc}; nothing was written (run check)") from None
+        result = run.records[0]
+        runtime_s = result.mean_runtime_ms / 1e3
+        measured = (f"runtime measured by esrkit {__version__} on {device_name(device)}: "
+                    f"challenge protocol, mean of {len(split)} {split.name} images, fp32, batch 1, no warm-up")
+        text = readme_text(runtime_s, device.type == "cpu", options.extra_data,
+                           f"{options.description.strip()} ({measured})" if options.description.strip() else measured)
+        images = [Path(staging) / split.name / f"{name}.png" for name in result.names]
+        sheet = factsheet_text(run.loaded, run.complexity, split, result, device, options)
+        members = write_flat_zip(out, images, {README_NAME: text}, beside={factsheet_path: sheet})
     return PackageResult(out, members, text, factsheet_path, runtime_s)

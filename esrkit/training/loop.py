@@ -389,7 +389,7 @@ class Trainer:
         with self.stop, progress.bar(cfg.iters, "train", unit="it", initial=self.step, mininterval=0.1) as bar:
             try:
                 while self.step < cfg.iters:
-                    self.stop.check()
+                    self._stop_together()
                     lr_now = self.optimizer.param_groups[0]["lr"]
                     stepping = True
                     loss_sum += self.train_step()
@@ -486,6 +486,15 @@ class Trainer:
             dist.all_reduce(value, op=dist.ReduceOp.SUM)
             value /= self.ctx.world_size
         return float(value)
+
+    def _stop_together(self) -> None:
+        """At an iteration boundary: stop if Ctrl-C was pressed -- on any rank, so that all ranks leave the
+        loop at the same iteration (a rank left waiting in DDP's all-reduce would hang)."""
+        if self.ctx.enabled:
+            flag = torch.tensor(float(self.stop.requested), device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.stop.requested = self.stop.requested or bool(flag.item())
+        self.stop.check()
 
     def _sampler_states(self) -> list[torch.Tensor]:
         state = self.sampler.get_state()
