@@ -216,8 +216,9 @@ def render_results_txt(results: dict[str, Any], include_test: bool, hybrid_test:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """An exclusive lock on ``folder`` (no lock file is left behind)."""
+def folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``folder`` (no lock file is left behind): every read-modify-write of a file in a
+    results folder (results.json + results.txt, batch_status.json) happens under it."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -275,7 +276,7 @@ class ResultsFiles:
     def merge(self, entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """Replace ``entries`` in results.json (as the official kit does), keep every other one, derive results.txt."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with _locked(self.folder):
+        with folder_lock(self.folder):
             results = read_results(self.json_path)
             results.update(entries)
             replace_together({
