@@ -20,21 +20,23 @@ from statistics import median
 from pathlib import Path
 from typing import Any, Sequence
 
-from esrkit.atomic import check_writable_folder
-from esrkit.challenge import Convention
-from esrkit.cli import run_guarded
-from esrkit.datasets import LAYOUTS, Split, demo_split, open_splits
-from esrkit.device import device_name, pick_device
-from esrkit.errors import KitError
-from esrkit.evaluation import OOM_FALLBACK_TILE, LoopOptions
-from esrkit.fastpath import ENGINES, PRECISIONS, options_from_flags
-from esrkit.metrics import METRICS
-from esrkit.progress import Progress
-from esrkit.registry import DEFAULT_ENTRY, list_entries
-from esrkit.results import ResultsFiles, entry_record, psnr_differences
-from esrkit.measure.timing import mean
-from esrkit.run import EntryRun, RunOptions, run_entry
-from esrkit.spec import YEARS, add_entry_arguments, entry_from_args
+from esrkit.cli import run_guarded, startup
+
+with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile is one line too
+    from esrkit.atomic import check_writable_folder
+    from esrkit.challenge import Convention
+    from esrkit.datasets import LAYOUTS, Split, demo_split, open_splits
+    from esrkit.device import device_name, pick_device
+    from esrkit.errors import KitError
+    from esrkit.evaluation import OOM_FALLBACK_TILE, LoopOptions
+    from esrkit.fastpath import ENGINES, PRECISIONS, options_from_flags
+    from esrkit.metrics import METRICS
+    from esrkit.progress import Progress
+    from esrkit.registry import DEFAULT_ENTRY, list_entries
+    from esrkit.results import ResultsFiles, entry_record, psnr_differences
+    from esrkit.measure.timing import mean
+    from esrkit.run import EntryRun, RunOptions, run_entry
+    from esrkit.spec import YEARS, add_entry_arguments, entry_from_args
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

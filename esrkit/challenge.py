@@ -106,8 +106,10 @@ class Convention:
         return frozenset(YEARS[y].baseline.lower() for y in self.years)
 
     def key(self, entry: Entry) -> str:
-        """``00_<Name>_baseline`` for a year's baseline (unless a team number was given), else the entry's key."""
-        if entry.team is None and entry.source is None and entry.name.lower() in self.baselines:
+        """``00_<Name>_baseline`` for a year's baseline -- the registered entry (unless a team number was given), or a
+        team file numbered 0 of that name (the kits' ``models/team00_EFDN.py``) -- else the entry's key."""
+        baseline = entry.name.lower() in self.baselines
+        if baseline and ((entry.team is None and entry.source is None) or entry.team == 0):
             return f"00_{entry.name}_baseline"
         return entry.key
 

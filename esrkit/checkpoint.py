@@ -14,6 +14,7 @@ weights silently) and through the model's own ``load_state_dict`` (a team's over
 from __future__ import annotations
 
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from esrkit.errors import KitError, first_line
+from esrkit.options import option, options
 
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net")
 TRAINING_FORMAT = "esrkit-train-v1"  # written by esrkit.train (see esrkit.training.checkpointing)
@@ -37,7 +39,9 @@ def read_checkpoint(path: str | Path, what: str = "weights") -> Any:
     if not path.is_file():
         raise KitError(f"{what} file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's note on the pickle protocol: the error below says what matters
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         blocked = next((line for line in str(exc).splitlines() if "global" in line.lower()), None)
         if blocked is not None:  # a real pickle that names code to run
@@ -46,12 +50,29 @@ def read_checkpoint(path: str | Path, what: str = "weights") -> Any:
                 f"could run arbitrary code (weights_only=True). Re-save it as a state_dict: "
                 f"torch.save(model.state_dict(), PATH). Detail: {blocked.strip()}"
             ) from None
+        if _plain_pickle_protocol(path) is not None:
+            raise KitError(
+                f"refusing to load {path}: it is a plain Python pickle (protocol {_plain_pickle_protocol(path)}), not "
+                f"a file written by torch.save, and unpickling it could run arbitrary code. Re-save the weights with "
+                f"torch.save(model.state_dict(), PATH)"
+            ) from None
         raise KitError(f"cannot read {path} as a PyTorch checkpoint (not a .pth file?): it is not a valid pickle") from None
     except Exception as exc:  # torch.load of a file that is not a checkpoint raises many types (KeyError for text)
         raise KitError(
             f"cannot read {path} as a PyTorch checkpoint (truncated or not a .pth file?): "
             f"{first_line(exc, with_type=not str(exc))}"
         ) from None
+
+
+def _plain_pickle_protocol(path: Path) -> int | None:
+    """The protocol of a file that starts like a pickle of protocol 3 or later (``pickle.dump``'s defaults; torch.save
+    writes a zip archive, or protocol 2 in its legacy format), else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return None
+    return head[1] if len(head) == 2 and head[0] == 0x80 and 3 <= head[1] <= 5 else None
 
 
 def _is_state_dict(obj: object) -> bool:
@@ -95,11 +116,11 @@ def select_state_dict(obj: object, state_key: str | None = None, source: str = "
         for part in state_key.split("."):
             if not isinstance(value, Mapping) or part not in value:
                 keys = sorted(map(str, value))[:MAX_LISTED] if isinstance(value, Mapping) else []
-                raise KitError(f"{source} has no {state_key!r} (its keys: {', '.join(keys) or 'none'}): fix --state_key")
+                raise KitError(f"{source} has no {state_key!r} (its keys: {', '.join(keys) or 'none'}): fix {option('state_key')}")
             value = value[part]
         if not _is_state_dict(value):
             raise KitError(f"{source}[{state_key!r}] holds {type(value).__name__}, not a state_dict of tensors: "
-                           f"fix --state_key")
+                           f"fix {option('state_key')}")
         return _strip_module_prefix(dict(value)), state_key  # type: ignore[arg-type]
     if _is_state_dict(obj):
         return _strip_module_prefix(dict(obj)), None  # type: ignore[arg-type]
@@ -110,7 +131,7 @@ def select_state_dict(obj: object, state_key: str | None = None, source: str = "
         raise KitError(
             f"{source} is not a state_dict and has none of the usual wrappers ({', '.join(WRAPPER_KEYS)}); "
             f"its top-level keys are {sorted(map(str, obj))[:MAX_LISTED]}: name the one holding the weights "
-            f"with --state_key"
+            f"with {option('state_key')}"
         )
     if obj.get("format") == TRAINING_FORMAT and ("params_ema" in found or "params" in found):
         key = "params_ema" if "params_ema" in found else "params"
@@ -118,9 +139,9 @@ def select_state_dict(obj: object, state_key: str | None = None, source: str = "
     first_key, first = next(iter(found.items()))
     if all(_same_tensors(first, other) for other in found.values()):
         return _strip_module_prefix(first), first_key
-    choices = " or ".join(f"--state_key {k}" for k in found)
+    choices = " or ".join(option("state_key", k) for k in found)
     raise KitError(f"{source} holds {len(found)} different sets of weights ({_describe(found)}) and nothing says "
-                   f"which one is the model: choose with {choices} (state_key in a submission spec)")
+                   f"which one is the model: choose with {choices}")
 
 
 @dataclass(frozen=True)
@@ -163,6 +184,10 @@ def key_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bo
     return "; ".join(parts) or None
 
 
+def _network_options() -> str:
+    return options("weights", "class_name", "init_args", "init_kwargs")
+
+
 def load_state(model: nn.Module, state: StateDict, *, strict: bool = True, state_key: str | None = None,
                source: str = "checkpoint") -> LoadReport:
     """``model.load_state_dict(state, strict=strict)`` -- the model's own method, a team's override included.
@@ -175,15 +200,15 @@ def load_state(model: nn.Module, state: StateDict, *, strict: bool = True, state
         problem = key_mismatch(model, state, strict)
         if problem:
             only_missing = strict and key_mismatch(model, state, strict=False) is None and not set(state) - set(model.state_dict())
-            fix = ("if the team's instructions load it with strict=False, pass --non_strict (strict = false in a spec)"
-                   if only_missing else "check --weights, --class_name and --init_args / --init_kwargs: they must "
-                                        "describe the network these weights were saved from")
+            fix = (f"if the team's instructions load it with strict=False, give {option('non_strict')}"
+                   if only_missing else f"check {_network_options()}: they must describe the network these weights "
+                                        f"were saved from")
             raise KitError(f"{source} does not fit {type(model).__name__}: {problem} -- {fix}")
     try:
         result = model.load_state_dict(state, strict=strict)
     except Exception as exc:  # a team's own load_state_dict can raise anything
         raise KitError(f"{source} does not load into {type(model).__name__} ({first_line(exc)}): check "
-                       f"--weights, --class_name and --init_args / --init_kwargs") from None
+                       f"{_network_options()}") from None
     missing = tuple(getattr(result, "missing_keys", ()) or ())
     unexpected = tuple(getattr(result, "unexpected_keys", ()) or ())
     return LoadReport(state_key, strict, missing, unexpected)

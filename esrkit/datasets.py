@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from esrkit.errors import KitError
-from esrkit.imageio import is_image_file, read_rgb
+from esrkit.imageio import is_image_file, read_header, read_rgb
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,25 @@ class ImagePair:
 
             return hr, imresize(hr, 1.0 / scale)
         lr = read_rgb(self.lr_path)
-        expected = (hr.shape[0] // scale, hr.shape[1] // scale)
-        if lr.shape[:2] != expected:
-            raise KitError(
-                f"LR {self.lr_path} is {lr.shape[1]}x{lr.shape[0]} but HR {self.hr_path} (modcropped to "
-                f"{hr.shape[1]}x{hr.shape[0]}) needs an x{scale} LR of {expected[1]}x{expected[0]}: "
-                f"regenerate the LR from this HR"
-            )
+        self._check_lr_size(lr.shape[1], lr.shape[0], hr.shape[1], hr.shape[0], scale)
         return hr, lr
+
+    def _check_lr_size(self, lr_w: int, lr_h: int, hr_w: int, hr_h: int, scale: int) -> None:
+        """The LR must be exactly the (modcropped) HR / ``scale``."""
+        hr_w, hr_h = hr_w - hr_w % scale, hr_h - hr_h % scale
+        if (lr_w, lr_h) != (hr_w // scale, hr_h // scale):
+            raise KitError(
+                f"LR {self.lr_path} is {lr_w}x{lr_h} but HR {self.hr_path} (modcropped to {hr_w}x{hr_h}) needs an "
+                f"x{scale} LR of {hr_w // scale}x{hr_h // scale}: regenerate the LR from this HR"
+            )
+
+    def check_files(self, scale: int) -> None:
+        """What can be known without decoding, checked now: every file's header (a corrupt, truncated or
+        oversized file is an error naming it) and the LR's size against the HR's."""
+        hr = read_header(self.hr_path, verify=True) if self.hr_path is not None else None
+        lr = read_header(self.lr_path, verify=True) if self.lr_path is not None else None
+        if hr is not None and lr is not None:
+            self._check_lr_size(lr.width, lr.height, hr.width, hr.height, scale)
 
     def load_lr(self, scale: int) -> np.ndarray:
         """The LR image alone (no HR needed when it is on disk)."""
@@ -112,6 +123,13 @@ class Split:
     layout: str
     root: Path
     pairs: tuple[ImagePair, ...]
+
+    def check_files(self, scale: int = 4) -> None:
+        """Every pair's files checked from their headers (:meth:`ImagePair.check_files`) -- before any model is
+        loaded, so that a bad image is found in a second rather than after loading, counting and every image
+        before it."""
+        for pair in self.pairs:
+            pair.check_files(scale)
 
     @property
     def lr_made_by_kit(self) -> bool:
@@ -145,7 +163,7 @@ def detect_layout(data_dir: str | Path, scale: int = 4) -> str:
 def open_split(
     data_dir: str | Path, split: str = "valid", layout: str = "auto", scale: int = 4, lr_only: bool = False
 ) -> Split:
-    """Pair the HR and LR files of one split; every HR must have its LR.
+    """Pair the HR and LR files of one split; every HR must have its LR; every file's header is checked.
 
     ``lr_only``: list the split's LR images alone (see the module docstring), HR or not.
     """
@@ -160,7 +178,7 @@ def open_split(
         )
     spec = LAYOUTS[layout][split]
     if lr_only:
-        return Split(split, layout, root, _lr_only_pairs(root, spec, scale))
+        return _checked(Split(split, layout, root, _lr_only_pairs(root, spec, scale)), scale)
     hr_dir = root / spec.hr_dir
     lr_dir = None if spec.lr_dir is None else root / spec.lr_dir.format(scale=scale)
     if not hr_dir.is_dir():
@@ -177,7 +195,14 @@ def open_split(
         if not lr_dir.is_dir():
             raise KitError(f"HR images found in {hr_dir} but the LR folder {lr_dir} does not exist")
         pairs = tuple(_pair(p, lr_dir, spec.lr_name, scale) for p in hr_files)
-    return Split(split, layout, root, pairs)
+    return _checked(Split(split, layout, root, pairs), scale)
+
+
+def _checked(split: Split, scale: int) -> Split:
+    """Every file of a split is checked when it is opened (:meth:`Split.check_files`: headers only, a second
+    for DIV2K), so that no run starts on data it would stop on."""
+    split.check_files(scale)
+    return split
 
 
 def open_splits(

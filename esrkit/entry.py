@@ -26,7 +26,9 @@ from torch import nn
 from esrkit.checkpoint import CheckpointFilter, LoadReport, load_weights
 from esrkit.device import cuda_redirected
 from esrkit.errors import KitError, first_line
+from esrkit.options import named_as, option, options
 from esrkit.paths import MODEL_ZOO
+from esrkit.teamcode import exits_refused
 
 EACH_PREFIX = "each:"
 
@@ -62,6 +64,7 @@ class Entry:
     source: Path | None = None
     redirect_cuda: bool = False
     notes: tuple[str, ...] = ()
+    from_spec: bool = False  # built from a [[team]] table of a spec file: messages name its keys, not flags
 
     # -- identity ----------------------------------------------------------------------------------
 
@@ -94,8 +97,8 @@ class Entry:
         try:
             return dict(signature.bind(*self.args, **self.kwargs).arguments)
         except TypeError as exc:
-            raise KitError(f"{self.call_text()} does not match {self.arch_name}{signature} ({exc}): fix --init_args / "
-                           f"--init_kwargs (init_args / init_kwargs in a spec)") from None
+            raise KitError(f"{self.call_text()} does not match {self.arch_name}{signature} ({exc}): fix "
+                           f"{options('init_args', 'init_kwargs', sep=' / ')}") from None
 
     def replace(self, **changes: Any) -> "Entry":
         return dataclasses.replace(self, **changes)
@@ -104,11 +107,13 @@ class Entry:
 
     @contextlib.contextmanager
     def running_on(self, device: torch.device) -> Iterator[None]:
-        """Where the entry's code runs: redirects its hard-coded CUDA calls to ``device`` when that is not CUDA."""
-        if self.redirect_cuda and device.type != "cuda":
-            with cuda_redirected(device):
-                yield
-        else:
+        """Where the entry's code runs: its hard-coded CUDA calls redirected to ``device`` when that is not CUDA,
+        and -- for a team's file -- its process exits refused (:func:`esrkit.teamcode.exits_refused`)."""
+        with contextlib.ExitStack() as stack:
+            if self.source is not None:
+                stack.enter_context(exits_refused(f"{self.source.name}"))
+            if self.redirect_cuda and device.type != "cuda":
+                stack.enter_context(cuda_redirected(device))
             yield
 
     def _on_build_device(self) -> contextlib.AbstractContextManager[None]:
@@ -142,9 +147,12 @@ class Entry:
         path = self.default_weights_path(model_zoo)
         return path is not None and path.is_file()
 
-    def weights_path(self, weights: Path | None = None, model_zoo: Path = MODEL_ZOO, flag: str = "--weights") -> Path:
+    def weights_path(self, weights: Path | None = None, model_zoo: Path = MODEL_ZOO, flag: str | None = None) -> Path:
         """``weights``, or the entry's default file; an error that says where it was expected when absent
-        (``flag``: the option that gives this entry's weights on the command at hand)."""
+        (``flag``: the option that gives this entry's weights on the command at hand; default ``--weights``, or the
+        spec's ``weights`` for a team of a spec file)."""
+        with named_as("spec" if self.from_spec else "flags"):
+            flag = flag or option("weights")
         path = weights if weights is not None else self.default_weights_path(model_zoo)
         if path is None:
             raise KitError(f"entry {self.name} has no default weights file: pass {flag} PATH")
@@ -153,11 +161,11 @@ class Entry:
             raise KitError(f"weights for {self.name} not found: expected {path}; {hint}")
         return path
 
-    def load(self, weights: Path | None = None, model_zoo: Path = MODEL_ZOO, flag: str = "--weights") -> "Loaded":
+    def load(self, weights: Path | None = None, model_zoo: Path = MODEL_ZOO, flag: str | None = None) -> "Loaded":
         """The model with its weights loaded and the post-load step applied (see the module docstring)."""
         path = self.weights_path(weights, model_zoo, flag)
         model = self.build()
-        with self._on_build_device():
+        with self._on_build_device(), named_as("spec" if self.from_spec else "flags"):
             report = load_weights(model, path, state_key=self.state_key, strict=self.strict,
                                   checkpoint_filter=self.checkpoint_filter)
             self.apply_post_load(model)
@@ -180,7 +188,7 @@ class Entry:
             similar = sorted({n for m in model.modules() for n in dir(m) if not n.startswith("_")
                               and any(w in n.lower() for w in ("deploy", "fuse", "rep", "switch", "merge"))})
             hint = f" (methods that look like one: {', '.join(similar[:6])})" if similar else ""
-            raise KitError(f"{self.name}: --post_load {self.post_load}: {missing}{hint}")
+            raise KitError(f"{self.name}: {option('post_load', self.post_load)}: {missing}{hint}")
         try:
             for target in targets:
                 getattr(target, method)()

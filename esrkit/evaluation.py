@@ -49,8 +49,8 @@ from torch import nn
 from esrkit import metrics as metric_table
 from esrkit.datasets import ImagePair, Split
 from esrkit.device import available_memory_bytes, peak_mib, reset_peak, synchronize
-from esrkit.errors import KitError, first_line
-from esrkit.imageio import quantise, uint8_to_tensor, write_png
+from esrkit.errors import KitError, NonFiniteOutput, first_line
+from esrkit.imageio import count_non_finite, quantise, uint8_to_tensor, write_png
 from esrkit.measure.timing import Stopwatch, mean, repeat
 from esrkit.progress import QUIET, Bar, Progress
 
@@ -61,10 +61,6 @@ CPU_LIVE_FACTOR = 6  # tensors of the largest activation's size alive at once (C
 CPU_PREDICT_ABOVE = 1_000_000  # LR pixels from which the CPU memory is predicted (beyond every DIV2K / LSDIR LR)
 CPU_ALLOCATION_ERRORS = re.compile(r"can't allocate memory|not enough memory|bad_alloc|out of memory", re.I)
 T = TypeVar("T")
-
-
-class NonFiniteOutput(KitError):
-    """The model gave NaN or Inf on a real image: broken weights or a numerically unstable network."""
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -599,10 +595,12 @@ class Evaluator:
             done.record()
             return _Pending(name, ms, {}, queued, tuple(scores), 0, _to_host(sr), done, tiled or fell_back,
                             fell_back), forward_peak
-        # tensor2uint's device part (clamp), then the copy to the host; the rest on the host, bit-identical.
-        host = out.detach().float().clamp(0, self.data_range).cpu()
+        # NaN/Inf counted before the clamp (which would turn an Inf into the range's end); then tensor2uint's device
+        # part -- the clamp, in place as the official kit's clamp_ (no second output-sized buffer in the memory
+        # peak) -- and the copy to the host; the rest on the host, bit-identical.
+        bad = count_non_finite(out)
+        host = out.detach().float().clamp_(0, self.data_range).cpu()
         del out
-        bad = int(torch.isnan(host).sum())  # clamp keeps NaN (and has turned Inf into the range's ends)
         sr_host = quantise(host, self.data_range).numpy()
         check_sr_shape(name, tuple(sr_host.shape), lr.shape, None if hr is None else hr.shape, self.scale)
         scores = {} if hr is None else metric_table.score_all(self.metrics, sr_host, hr, self.scale)

@@ -12,32 +12,104 @@ scaling to 255 and rounding half to even, bit-identical to the official code on 
 
 from __future__ import annotations
 
+import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from esrkit.atomic import atomic_write
-from esrkit.errors import KitError
+from esrkit.errors import KitError, NonFiniteOutput
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+MAX_PIXELS_ENV = "ESRKIT_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 2**28  # 268 Mpixels (16384 x 16384): 100x a DIV2K HR image, below OpenCV's own 2^30 assertion
+# Headers are read with Pillow, which decodes nothing until asked; its decompression-bomb limit is replaced by
+# the kit's own (max_pixels), checked on every header before any decoding.
+Image.MAX_IMAGE_PIXELS = None
 
 
 def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as an HxWx3 RGB uint8 array."""
+def max_pixels() -> int:
+    """The largest image (width x height) the kit decodes: ``$ESRKIT_MAX_IMAGE_PIXELS`` or 2^28."""
+    value = os.environ.get(MAX_PIXELS_ENV, "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding its pixels."""
+
+    path: Path
+    width: int
+    height: int
+    format: str
+
+
+class UndecodableImage(KitError):
+    """An image file that is corrupt, truncated or not an image at all."""
+
+
+def _corrupt(path: Path) -> UndecodableImage:
+    return UndecodableImage(f"cannot decode image {path}: the file is corrupt, truncated or not an image; replace or "
+                            f"remove it")
+
+
+def read_header(path: str | Path, verify: bool = False) -> ImageHeader:
+    """The size and format of an image file from its header (nothing decoded), within :func:`max_pixels`.
+
+    ``verify`` also checks the file's integrity where the format allows it without decoding (PNG: every
+    chunk's CRC and the end marker, so a truncated or damaged file is found now rather than when reached).
+    """
     path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's warnings on odd metadata; the pixels are OpenCV's to decode
+            with Image.open(path) as img:
+                header = ImageHeader(path, img.width, img.height, img.format or "?")
+                if header.width * header.height > max_pixels():
+                    raise KitError(
+                        f"image {path} is {header.width}x{header.height} ({header.width * header.height / 1e6:.0f} "
+                        f"Mpixels), above the kit's limit of {max_pixels() / 1e6:.0f} Mpixels: a header that lies, or "
+                        f"an image far beyond any challenge set -- remove it, or raise ${MAX_PIXELS_ENV}"
+                    )
+                if verify:
+                    img.verify()
+    except KitError:
+        raise
+    except OSError as exc:
+        if isinstance(exc, UnidentifiedImageError) or not exc.strerror:
+            raise _corrupt(path) from None
+        raise KitError(f"cannot read image {path}: {exc.strerror}") from None
+    except Exception:  # noqa: BLE001 - Pillow raises SyntaxError, ValueError, struct.error ... on damaged files
+        raise _corrupt(path) from None
+    return header
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as an HxWx3 RGB uint8 array (its header checked first: see :func:`read_header`)."""
+    path = Path(path)
+    try:
+        read_header(path)
+    except UndecodableImage:
+        pass  # a format Pillow does not know: OpenCV's decoder has the last word (and its own pixel limit)
     try:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise KitError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    try:
+        img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    except cv2.error:
+        img = None
     if img is None:
-        raise KitError(f"cannot decode image {path}: the file is corrupt, truncated or not an image; replace or remove it")
+        raise _corrupt(path)
     return to_rgb_uint8(img, source=str(path), bgr=True)
 
 
@@ -105,6 +177,20 @@ def quantise(t: torch.Tensor, data_range: float) -> torch.Tensor:
     return x.to(torch.uint8).permute(1, 2, 0).contiguous()
 
 
-def tensor_to_uint8(t: torch.Tensor, data_range: float) -> np.ndarray:
-    """:func:`quantise`, brought back to the host as an HxWxC uint8 array."""
+def count_non_finite(t: torch.Tensor) -> int:
+    """How many values of ``t`` are NaN or Inf -- to be asked *before* the clamp of :func:`quantise`, which would
+    turn an Inf into the range's end (a made-up pixel, then a made-up PSNR). The common all-finite case costs
+    one sum and allocates nothing the size of ``t``."""
+    if torch.isfinite(t.sum()):
+        return 0
+    return int((~torch.isfinite(t)).sum())  # a non-finite sum: NaN/Inf inside, or finite values summing past float32
+
+
+def tensor_to_uint8(t: torch.Tensor, data_range: float, source: str = "the model") -> np.ndarray:
+    """:func:`quantise`, brought back to the host as an HxWxC uint8 array; an output holding NaN/Inf is an error
+    (:class:`~esrkit.errors.NonFiniteOutput` naming ``source``), never an image."""
+    bad = count_non_finite(t)
+    if bad:
+        raise NonFiniteOutput(f"{source} gave {bad} non-finite value(s) (NaN/Inf) of {t.numel()}: broken weights or "
+                              f"a numerically unstable model -- no image or PSNR is made from it")
     return quantise(t, data_range).cpu().numpy()

@@ -66,12 +66,12 @@ class EntryRun:
 
 def run_entry(entry: Entry, splits: Sequence[Split], convention: Convention, options: RunOptions,
               weights: Path | None = None, save_root: Path | None = None,
-              finish: Callable[[EntryRun], None] | None = None, weights_flag: str = "--weights") -> EntryRun:
+              finish: Callable[[EntryRun], None] | None = None, weights_flag: str | None = None) -> EntryRun:
     """Load, count and evaluate ``entry``.
 
     SR images go to ``save_root/<split>/``, staged: they are moved in only once the run -- and ``finish``
     (e.g. merging its results) -- succeeded. ``weights_flag`` names, in messages, the option that gives
-    the weights on the command at hand.
+    the weights on the command at hand (default: ``--weights``, or the spec's key for a team of a spec file).
     """
     device, progress = options.device, options.progress
     torch.backends.cudnn.benchmark = False

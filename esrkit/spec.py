@@ -46,15 +46,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from jsonschema import Draft202012Validator
+
 from esrkit import teamfile
 from esrkit.checkpoint import key_mismatch, read_checkpoint, select_state_dict
 from esrkit.entry import EACH_PREFIX, Entry
 from esrkit.errors import KitError
+from esrkit.options import named_as, option, style
 from esrkit.registry import get_entry
 
 DEFAULT_SCALE = 4
-SPEC_KEYS = ("team", "name", "entry", "model_file", "class_name", "init_args", "init_kwargs", "weights",
-             "state_key", "strict", "data_range", "post_load", "scale")
 YEARS = (2022, 2023, 2024, 2025)
 
 
@@ -79,6 +80,7 @@ class TeamSpec:
     team: int | None = None
     name: str | None = None
     scale: int | None = None
+    in_file: bool = False  # from a [[team]] table of a spec file (messages then name its keys, not flags)
 
     @property
     def label(self) -> str:
@@ -88,23 +90,51 @@ class TeamSpec:
 
 
 @dataclass(frozen=True)
+class InvalidTable:
+    """A ``[[team]]`` table of a spec file that cannot be used: where it is, its team number if readable, and why."""
+
+    position: int  # 1-based, in file order
+    team: int | None
+    message: str
+
+    @property
+    def label(self) -> str:
+        return f"team {self.team:02d} ([[team]] #{self.position})" if self.team is not None else f"[[team]] #{self.position}"
+
+
+@dataclass(frozen=True)
 class SpecFile:
     """A spec file: the challenge year it declares (if any) and its teams, in file order."""
 
     path: Path
     year: int | None
     teams: tuple[TeamSpec, ...]
+    invalid: tuple[InvalidTable, ...] = ()
 
     def select(self, team: int | None) -> TeamSpec:
-        """The one team a single-entry command runs: the only one, or the one numbered ``team``."""
+        """The one team a single-entry command runs: the only one, or the one numbered ``team``; an invalid table
+        is an error only when it is the one selected."""
         if team is None:
-            if len(self.teams) == 1:
+            if len(self.teams) == 1 and not self.invalid:
                 return self.teams[0]
-            raise KitError(f"{self.path} describes {len(self.teams)} teams ({numbers(self.teams)}): choose one with --team N")
+            if not self.teams and len(self.invalid) == 1:
+                raise KitError(self.invalid[0].message)
+            count = len(self.teams) + len(self.invalid)
+            raise KitError(f"{self.path} describes {count} teams ({numbers(self.teams)}): choose one with --team N")
         chosen = [t for t in self.teams if t.team == team]
-        if not chosen:
-            raise KitError(f"{self.path} has no team {team} (it has: {numbers(self.teams)}): fix --team")
-        return chosen[0]
+        if chosen:
+            return chosen[0]
+        for table in self.invalid:
+            if table.team == team:
+                raise KitError(table.message)
+        raise KitError(f"{self.path} has no team {team} (it has: {numbers(self.teams)}): fix --team")
+
+    def all_valid(self) -> tuple[TeamSpec, ...]:
+        """Every team, for a command that runs them all: the first invalid table is then an error naming it."""
+        if self.invalid:
+            more = f" (and {len(self.invalid) - 1} more invalid table(s))" if len(self.invalid) > 1 else ""
+            raise KitError(f"{self.invalid[0].message}{more}")
+        return self.teams
 
 
 def numbers(teams: Sequence[TeamSpec]) -> str:
@@ -113,44 +143,86 @@ def numbers(teams: Sequence[TeamSpec]) -> str:
 
 # --- reading a spec -------------------------------------------------------------------------------
 
+_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# What each key of a [[team]] table must be (JSON Schema, checked with jsonschema); ``description`` is what an
+# error says the value must be.
+TEAM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "team": {"type": "integer", "minimum": 0, "description": "the organisers' team number (an integer >= 0)"},
+        "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+                 "description": "the model name of the results key NN_Name (letters, digits, _ . + -)"},
+        "entry": {"type": "string", "minLength": 1, "description": "a registered entry's name or id (a string)"},
+        "model_file": {"type": "string", "minLength": 1, "description": "the team's model file (a path string)"},
+        "class_name": {"type": "string", "pattern": _IDENTIFIER, "description": "a class name (a Python identifier)"},
+        "init_args": {"type": "array", "description": "a list of constructor arguments"},
+        "init_kwargs": {"type": "object", "description": "a table of constructor keyword arguments"},
+        "weights": {"type": "string", "minLength": 1, "description": "the weights file (a path string)"},
+        "state_key": {"type": "string", "minLength": 1,
+                      "description": "where the state_dict sits in the checkpoint (a string, e.g. \"params\")"},
+        "strict": {"type": "boolean", "description": "true or false"},
+        "data_range": {"type": "number", "exclusiveMinimum": 0, "description": "a positive number: 1.0 or 255"},
+        "post_load": {"type": "string", "pattern": r"^(each:)?[A-Za-z_][A-Za-z0-9_]*$",
+                      "description": "a method name (NAME, or each:NAME)"},
+        "scale": {"type": "integer", "minimum": 1, "description": "a positive integer upscaling factor (4)"},
+    },
+    "additionalProperties": False,
+}
+SPEC_KEYS = tuple(TEAM_SCHEMA["properties"])
+FILE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "year": {"enum": list(YEARS), "description": f"one of {', '.join(map(str, YEARS))}"},
+        "team": {"type": "array", "minItems": 1, "items": {"type": "object"},
+                 "description": "a list of [[team]] tables, one per team"},
+    },
+    "required": ["team"],
+    "additionalProperties": False,
+}
 
-def _typed(where: str, key: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise KitError(f"{where}: {key} = {value!r} must be {what}")
-    if not isinstance(value, kind):
-        raise KitError(f"{where}: {key} = {value!r} must be {what}")
-    return value
+
+def _schema_problem(instance: dict[str, Any], schema: dict[str, Any], where: str) -> str | None:
+    """The first way ``instance`` breaks ``schema``, as one sentence naming the key and what it must be."""
+    errors = sorted(Draft202012Validator(schema).iter_errors(instance), key=lambda e: (list(e.path), e.validator))
+    if not errors:
+        return None
+    error = errors[0]
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(instance) - set(schema["properties"]))
+        return f"{where}: unknown key(s) {', '.join(unknown)}; it takes: {', '.join(schema['properties'])}"
+    if error.validator == "required":
+        missing = [k for k in schema["required"] if k not in instance]
+        return f"{where}: no {', '.join(missing)}: add {' '.join(f'[[{k}]]' for k in missing)} tables, one per team"
+    key = str(error.path[0])
+    return f"{where}: {key} = {_toml_text(instance[key])} must be {schema['properties'][key]['description']}"
+
+
+def _toml_text(value: Any) -> str:
+    """A value as the spec file spells it (true, "text", [1, 2]), for messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml_text, value)) + "]"
+    return repr(value)
 
 
 def team_spec(table: dict[str, Any], base: Path, where: str) -> TeamSpec:
-    """One ``[[team]]`` table (paths relative to ``base``), every value checked."""
-    unknown = sorted(set(table) - set(SPEC_KEYS))
-    if unknown:
-        raise KitError(f"{where}: unknown key(s) {', '.join(unknown)}; a team table takes: {', '.join(SPEC_KEYS)}")
-    v: dict[str, Any] = {}
-    for key in ("entry", "class_name", "state_key", "post_load", "name"):
-        if key in table:
-            v[key] = _typed(where, key, table[key], str, "a string")
+    """One ``[[team]]`` table (paths relative to ``base``), every value checked against :data:`TEAM_SCHEMA`."""
+    problem = _schema_problem(table, TEAM_SCHEMA, where)
+    if problem:
+        raise KitError(problem)
+    values: dict[str, Any] = dict(table)
     for key in ("model_file", "weights"):
-        if key in table:
-            path = Path(_typed(where, key, table[key], str, "a path (string)")).expanduser()
-            v[key] = path if path.is_absolute() else base / path
-    if "team" in table:
-        team = _typed(where, "team", table["team"], int, "a team number (0-99)")
-        if not 0 <= team <= 99:
-            raise KitError(f"{where}: team = {team} must be a team number 0-99")
-        v["team"] = team
-    if "init_args" in table:
-        v["init_args"] = tuple(_typed(where, "init_args", table["init_args"], list, "a list"))
-    if "init_kwargs" in table:
-        v["init_kwargs"] = dict(_typed(where, "init_kwargs", table["init_kwargs"], dict, "a table of keyword arguments"))
-    if "strict" in table:
-        v["strict"] = _typed(where, "strict", table["strict"], bool, "true or false")
-    if "data_range" in table:
-        v["data_range"] = float(_typed(where, "data_range", table["data_range"], (int, float), "1.0 or 255"))
-    if "scale" in table:
-        v["scale"] = _typed(where, "scale", table["scale"], int, "an integer")
-    spec = TeamSpec(**v)
+        if key in values:
+            path = Path(values[key]).expanduser()
+            values[key] = path if path.is_absolute() else base / path
+    if "init_args" in values:
+        values["init_args"] = tuple(values["init_args"])
+    if "data_range" in values:
+        values["data_range"] = float(values["data_range"])
+    spec = TeamSpec(**values, in_file=True)
     check_spec(spec, where)
     return spec
 
@@ -172,7 +244,12 @@ def check_spec(spec: TeamSpec, where: str) -> None:
 
 
 def load_spec_file(path: Path) -> SpecFile:
-    """Read and check a spec file (see the module docstring)."""
+    """Read and check a spec file (see the module docstring).
+
+    A file that is not TOML, or not a spec at all, is an error. A ``[[team]]`` table that breaks the schema, or
+    shares its team number with another, is kept aside in :attr:`SpecFile.invalid`: it is an error for the
+    commands that select it, and none for those that select other teams.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise KitError(f"spec file not found: {path}")
@@ -182,23 +259,26 @@ def load_spec_file(path: Path) -> SpecFile:
         raise KitError(f"cannot read the spec file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise KitError(f"{path} is not valid TOML ({exc}): fix it (see `python -m esrkit.submission batch --help`)") from None
-    unknown = sorted(set(data) - {"year", "team"})
-    if unknown:
-        raise KitError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; a spec file has `year` and [[team]] tables")
-    year = data.get("year")
-    if year is not None and year not in YEARS:
-        raise KitError(f"{path}: year = {year!r}; choose one of {', '.join(map(str, YEARS))}")
-    tables = data.get("team", [])
-    if not isinstance(tables, list) or not tables:
-        raise KitError(f"{path} has no [[team]] tables: add one per team")
-    teams = tuple(team_spec(t, path.parent, f"{path} [[team]] #{i + 1}") for i, t in enumerate(tables))
-    seen: dict[int, int] = {}
-    for i, t in enumerate(teams):
-        if t.team is not None and t.team in seen:
-            raise KitError(f"{path}: team {t.team} appears twice ([[team]] #{seen[t.team] + 1} and #{i + 1})")
-        if t.team is not None:
-            seen[t.team] = i
-    return SpecFile(path, year, teams)
+    problem = _schema_problem(data, FILE_SCHEMA, str(path))
+    if problem:
+        raise KitError(problem)
+    parsed: list[tuple[int, TeamSpec]] = []
+    invalid: list[InvalidTable] = []
+    for position, table in enumerate(data["team"], start=1):
+        try:
+            parsed.append((position, team_spec(table, path.parent, f"{path} [[team]] #{position}")))
+        except KitError as exc:
+            number = table.get("team")
+            invalid.append(InvalidTable(position, number if type(number) is int else None, str(exc)))
+    # Two tables with one team number cannot be told apart: both are set aside, with one message.
+    numbers_seen = [spec.team for _, spec in parsed if spec.team is not None]
+    for number in sorted({n for n in numbers_seen if numbers_seen.count(n) > 1}):
+        positions = [position for position, spec in parsed if spec.team == number]
+        invalid.append(InvalidTable(positions[0], number, f"{path}: team {number} appears in more than one [[team]] "
+                                                          f"table (#{', #'.join(map(str, positions))}): give each team one"))
+        parsed = [(position, spec) for position, spec in parsed if spec.team != number]
+    teams = [spec for _, spec in parsed]
+    return SpecFile(path, data.get("year"), tuple(teams), tuple(sorted(invalid, key=lambda t: t.position)))
 
 
 def specs_from_folder(models_dir: Path) -> list[TeamSpec]:
@@ -284,8 +364,8 @@ def _refuse_contradictions(entry: Entry, spec: TeamSpec) -> None:
     """``--data_range`` / ``--scale`` that contradict what a registered entry declares are an error, not an override."""
     for flag, given, declared in (("data_range", spec.data_range, entry.data_range), ("scale", spec.scale, entry.scale)):
         if given is not None and declared is not None and float(given) != float(declared):
-            raise SpecConflict(f"entry {entry.name} declares {flag} {declared:g} but --{flag} {given:g} was given: "
-                               f"drop --{flag} (it is for a file that does not declare it) or fix the entry")
+            raise SpecConflict(f"entry {entry.name} declares {flag} {declared:g} but {option(flag, f'{given:g}')} was "
+                               f"given: drop {option(flag)} (it is for a file that does not declare it) or fix the entry")
 
 
 def _from_registered(spec: TeamSpec) -> Entry:
@@ -322,7 +402,8 @@ def _choose_class(module: teamfile.TeamModule, spec: TeamSpec, base: Entry, weig
     classes = module.classes()
     shown = "; ".join(_signature_text(c) for c in classes) or "none"
     buildable = [c for c in classes if teamfile.builds_without_arguments(c)]
-    how = "--class_name NAME [--init_args '[...]'] [--init_kwargs '{...}'] (class_name in a spec)"
+    how = ("--class_name NAME [--init_args '[...]'] [--init_kwargs '{...}']" if style() == "flags" else
+           'class_name = "NAME" [init_args = [...]] [init_kwargs = { ... }] (in the spec)')
     if not buildable:
         raise KitError(f"{module.path.name} defines no network that builds without arguments (classes: {shown}): "
                        f"say which and how with {how}")
@@ -355,7 +436,7 @@ def _from_file(spec: TeamSpec, require_data_range: bool) -> Entry:
     notes: list[str] = []
     if len(registered) > 1:
         raise KitError(f"{path.name} registers {len(registered)} entries ({', '.join(e.name for e in registered)}); "
-                       f"a submission file holds one model: choose its class with --class_name")
+                       f"a submission file holds one model: choose its class with {option('class_name')}")
     if registered:
         base = registered[0]
         _refuse_contradictions(base, spec)
@@ -377,7 +458,7 @@ def _from_file(spec: TeamSpec, require_data_range: bool) -> Entry:
         cls = getattr(module.module, spec.class_name, None)
         if not callable(cls):
             listed = ", ".join(c.__name__ for c in module.classes()) or "none"
-            raise KitError(f"{path.name} has no class {spec.class_name!r} (its nn.Module classes: {listed}): fix --class_name")
+            raise KitError(f"{path.name} has no class {spec.class_name!r} (its nn.Module classes: {listed}): fix {option('class_name')}")
         base = base.replace(arch=cls)
         base.bound_arguments()  # wrong constructor arguments: one line now, not a traceback later
     elif not registered:
@@ -390,15 +471,18 @@ def _from_file(spec: TeamSpec, require_data_range: bool) -> Entry:
                      f"runtimes carry the redirect's small overhead)")
     entry = base.replace(name=name, notes=tuple(notes), description=base.description or f"{base.call_text()} from {path.name}")
     if require_data_range and entry.data_range is None:
-        raise KitError(f"no data range for {path.name}: pass --data_range 1.0 or 255 (data_range in a spec); "
+        raise KitError(f"no data range for {path.name}: give {option('data_range')} (1.0 or 255); "
                        f"`python -m esrkit.submission check` reports the one that fits")
     return entry
 
 
 def resolve(spec: TeamSpec, require_data_range: bool = True) -> Entry:
-    """The :class:`Entry` a team's spec describes; errors name the team and the fix."""
+    """The :class:`Entry` a team's spec describes; errors name the team and the fix (the spec's keys for a team of a
+    spec file, flags otherwise: :mod:`esrkit.options`)."""
     try:
-        return _from_registered(spec) if spec.entry is not None else _from_file(spec, require_data_range)
+        with named_as("spec" if spec.in_file else "flags"):
+            entry = _from_registered(spec) if spec.entry is not None else _from_file(spec, require_data_range)
+        return entry.replace(from_spec=spec.in_file)
     except KitError as exc:
         message = str(exc)
         labelled = spec.model_file is not None or spec.team is not None

@@ -17,6 +17,7 @@ import inspect
 import itertools
 import re
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -28,8 +29,14 @@ from esrkit import registry
 from esrkit.device import cuda_redirected
 from esrkit.entry import Entry
 from esrkit.errors import KitError, first_line
+from esrkit.teamcode import TeamExit, exits_refused
 
-MODEL_FILE_RE = re.compile(r"^team(\d{2})_([A-Za-z][A-Za-z0-9_]*)\.py$")
+MODEL_FILE_RE = re.compile(r"^team(\d{2})_([A-Za-z][A-Za-z0-9_]*)\.py$")  # what a team submits (two-digit id)
+# What an organisers' folder holds: their model ids run past 99 (the 2025 kit has 361).
+TEAM_FILE_RE = re.compile(r"^team(\d{2,})_([A-Za-z][A-Za-z0-9_]*)\.py$")
+# File-name suffixes that are a code convention, not part of the model's name (BasicSR's ``*_arch.py``): the
+# organisers key team17_FSANet_arch.py as 17_FSANet.
+CONVENTION_SUFFIXES = ("_arch",)
 WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt")
 # Import names whose pip package is named otherwise.
 PIP_NAMES = {"cv2": "opencv-python", "PIL": "Pillow", "skimage": "scikit-image", "yaml": "PyYAML",
@@ -40,9 +47,17 @@ _import_counter = itertools.count()
 
 
 def team_from_file_name(path: Path) -> tuple[int, str] | None:
-    """(team number, model name) of ``teamNN_Name.py``, or None when the file is not named that way."""
-    match = MODEL_FILE_RE.match(path.name)
-    return (int(match.group(1)), match.group(2)) if match else None
+    """(team number, model name) of ``teamNN_Name.py`` (any number of digits), or None when the file is not named
+    that way. The name drops a code-convention suffix (``team17_FSANet_arch.py`` -> 17, ``FSANet``), as the
+    organisers name the team in their results."""
+    match = TEAM_FILE_RE.match(path.name)
+    if not match:
+        return None
+    name = match.group(2)
+    for suffix in CONVENTION_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+    return int(match.group(1)), name
 
 
 def parse(path: Path) -> ast.Module:
@@ -153,11 +168,11 @@ def import_team_file(path: Path) -> TeamModule:
     redirect = cuda_lines and not torch.cuda.is_available()
     with registry.collecting() as collected:
         try:
-            if redirect:
-                with cuda_redirected(torch.device("cpu")):
-                    spec.loader.exec_module(module)
-            else:
+            with exits_refused(path.name), cuda_redirected(torch.device("cpu")) if redirect else nullcontext():
                 spec.loader.exec_module(module)
+        except TeamExit:
+            sys.modules.pop(module_name, None)
+            raise
         except ModuleNotFoundError as exc:
             sys.modules.pop(module_name, None)
             name = exc.name or first_line(exc, with_type=False)

@@ -27,13 +27,15 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch.distributed as dist
+from esrkit.cli import EXIT_INTERRUPTED, EXIT_OK, run_guarded, startup
 
-from esrkit.cli import EXIT_INTERRUPTED, EXIT_OK, run_guarded
-from esrkit.errors import KitError
-from esrkit.registry import get_entry
-from esrkit.training.checkpointing import load_training_checkpoint
-from esrkit.training.loop import SCHEDULES, RunSummary, TrainConfig, Trainer, merge_resume_config
+with startup("stopped before the first iteration; nothing was written"):
+    import torch.distributed as dist
+
+    from esrkit.errors import KitError
+    from esrkit.registry import get_entry
+    from esrkit.training.checkpointing import load_training_checkpoint
+    from esrkit.training.loop import SCHEDULES, RunSummary, TrainConfig, Trainer, merge_resume_config
 
 
 def build_parser(with_defaults: bool = True) -> argparse.ArgumentParser:

@@ -148,3 +148,30 @@ def test_missing_truncated_and_foreign_files(tmp_path: Path, mlrn_state) -> None
     torch.save({"optimizer": {"lr": 0.1}, "epoch": 3}, tmp_path / "other.pth")
     with pytest.raises(KitError, match="none of the usual wrappers"):
         select_state_dict(read_checkpoint(tmp_path / "other.pth"))
+
+
+class _CallsSystem:
+    def __reduce__(self):  # what a malicious "weights" file does: call os.system when unpickled
+        return (os.system, ("echo this must never run",))
+
+
+def test_a_plain_pickle_that_would_run_code_is_refused_as_such(tmp_path: Path) -> None:
+    import pickle
+
+    path = tmp_path / "weights.pth"
+    path.write_bytes(pickle.dumps(_CallsSystem()))  # pickle.dump's default protocol, not torch.save's format
+    with pytest.raises(KitError) as info:
+        read_checkpoint(path)
+    message = str(info.value)
+    assert "refusing to load" in message and "plain Python pickle" in message and "arbitrary code" in message
+    assert "not a valid pickle" not in message
+
+
+def test_batch_hints_name_spec_keys_not_flags(tmp_path: Path, mlrn_state) -> None:
+    from esrkit.options import named_as
+
+    path = tmp_path / "two.pth"
+    torch.save({"params": mlrn_state, "params_ema": {k: v + 1 for k, v in mlrn_state.items()}}, path)
+    with named_as("spec"), pytest.raises(KitError) as info:
+        select_state_dict(read_checkpoint(path), source=str(path))
+    assert 'state_key = "params" (in the spec)' in str(info.value) and "--state_key" not in str(info.value)

@@ -145,3 +145,55 @@ def test_progress_is_shown_on_a_terminal_for_every_pass(tmp_path, mini) -> None:
     evaluation.Evaluator(model, scale=4, data_range=255.0, device=torch.device("cpu"),
                          progress=Progress(enabled=False, stream=quiet)).run(split)
     assert quiet.getvalue() == ""
+
+
+def test_an_infinite_output_is_an_error_and_keeps_the_earlier_entry(tmp_path, mini, capsys) -> None:
+    """The upsampler's bias at +inf: every output pixel is Inf. Clamping first would make a 3.7 dB "PSNR" of it."""
+    good = get_entry("MLRN-entire").default_weights_path()
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(good)) == 0
+    before = (tmp_path / "out" / "results.json").read_bytes()
+    state = torch.load(good, weights_only=True)
+    state["upsampler.0.bias"] = torch.full_like(state["upsampler.0.bias"], float("inf"))
+    torch.save(state, tmp_path / "inf.pth")
+    capsys.readouterr()
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(tmp_path / "inf.pth")) == 2
+    assert "non-finite value(s) (NaN/Inf) on img_002" in one_error_line(capsys)
+    assert (tmp_path / "out" / "results.json").read_bytes() == before
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header (and CRCs) claiming ``width`` x ``height`` pixels, with next to no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("command", ["test_demo", "check", "batch"])
+def test_a_png_whose_header_claims_100000x100000_is_one_line(tmp_path, mini, capsys, command) -> None:
+    (mini / "HR" / "img_005.png").write_bytes(png_claiming(100_000, 100_000))
+    if command == "test_demo":
+        code = run(tmp_path, "--data_dir", str(mini))
+    else:
+        from esrkit.submission.__main__ import main as submission
+
+        spec = tmp_path / "spec.toml"
+        spec.write_text('[[team]]\nentry = "MLRN-entire"\n')
+        code = submission(["check", "--model_id", "MLRN-entire", "--baseline", "MLRN-entire", "--data_dir", str(mini), "--quiet"] if command == "check"
+                          else ["batch", "--spec", str(spec), "--data_dir", str(mini), "--results_dir",
+                                str(tmp_path / "out"), "--quiet"])
+    assert code == 2
+    line = one_error_line(capsys)
+    assert "img_005.png is 100000x100000" in line and "ESRKIT_MAX_IMAGE_PIXELS" in line
+
+
+def test_a_corrupt_last_image_is_found_before_the_model_loads(tmp_path, mini, capsys, monkeypatch) -> None:
+    (mini / "LR_bicubic" / "X4" / "img_005x4.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    loaded = []
+    monkeypatch.setattr(type(get_entry("MLRN-entire")), "load", lambda *a, **k: loaded.append(1))
+    assert run(tmp_path, "--data_dir", str(mini)) == 2
+    assert "cannot decode image" in one_error_line(capsys) and loaded == []

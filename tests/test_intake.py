@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -41,6 +42,11 @@ from esrkit.teamfile import import_team_file
 from tests.conftest import SHARED, require, torch_threads
 
 README_THREADS = 2  # the intra-op threads the README's PSNR figures were computed with
+# The README's per-image PSNR were computed on another machine and printed to six decimals. oneDNN picks its
+# convolution kernels by instruction set (AVX2, AVX-512, ...) and thread count, so the same forward rounds
+# differently from CPU to CPU: up to 8e-5 dB was seen on an AVX-512 machine. 1e-3 dB is far below any difference
+# that matters (the PSNR bars are given to 0.01 dB) and far above that rounding.
+README_TOLERANCE_DB = 1e-3
 BORDER = 4
 
 # The organisers' instructions (submissions/README.md) and their published figures.
@@ -389,10 +395,13 @@ def test_psnr_through_the_kit_equals_the_direct_run_and_the_readme(batch, direct
     record, t = batch["results"][TEAM_KEYS[team]], TEAMS[team]
     kit = record["valid_psnr"]
     assert record["valid_images"] == ["img_001", "img_002", "img_003", "img_004", "img_005"]
-    assert max(abs(a - b) for a, b in zip(kit, direct[team])) <= 1e-6, (kit, direct[team])
-    assert max(abs(a - b) for a, b in zip(kit, t["per_image"])) <= 1e-6, (kit, t["per_image"])
-    assert abs(record["valid_ave_psnr"] - t["psnr"]) <= 1e-6
-    assert abs(record["valid_ave_psnr"] - sum(direct[team]) / 5) <= 1e-6
+    # Two paths on this machine, in this run, with the same threads: equal to the last bit.
+    assert kit == direct[team], (kit, direct[team])
+    assert record["valid_ave_psnr"] == sum(direct[team]) / 5
+    # The README's figures were made on another CPU: within what the instruction set and rounding to six decimals
+    # allow (README_TOLERANCE_DB), not to the last digit.
+    assert max(abs(a - b) for a, b in zip(kit, t["per_image"])) <= README_TOLERANCE_DB, (kit, t["per_image"])
+    assert abs(record["valid_ave_psnr"] - t["psnr"]) <= README_TOLERANCE_DB
     assert record["data_range"] == 1.0 and record["results_convention"] == "NTIRE 2025"
 
 
@@ -440,15 +449,17 @@ def test_failing_teams_are_one_line_errors_and_the_batch_goes_on(batch) -> None:
     assert set(errors) == set(BAD_TEAMS)
     expected = {
         31: ["team 31 (team31_Mamba.py): ", "imports mamba_ssm, which is not installed here: pip install mamba-ssm"],
-        32: ["team 32 (team07_NanoSR.py): ", "has no class 'NanoSR'", "NanoSR_inference", "fix --class_name"],
+        # batch takes a spec, not flags: the hints name the spec's keys
+        32: ["team 32 (team07_NanoSR.py): ", "has no class 'NanoSR'", "NanoSR_inference", "fix class_name (in the spec)"],
         33: ["team 33 (team08_FRnet.py): ", "FRnet(channels=36) does not match FRnet(dim=36, n_blocks=6",
-             "unexpected keyword argument 'channels'", "fix --init_args / --init_kwargs"],
+             "unexpected keyword argument 'channels'", "fix init_args / init_kwargs (in the spec)"],
         34: ["team 34 (team08_FRnet.py): ", "team07_NanoSR.pth does not fit FRnet: ", "56 missing", "56 unexpected",
-             "check --weights, --class_name and --init_args / --init_kwargs"],
+             "check weights, class_name, init_args, init_kwargs (in the spec)"],
     }
     for team, parts in expected.items():
         message = errors[team]
         assert "\n" not in message and message.startswith(parts[0]), message
+        assert not re.search(r"--[a-z]", message), message  # no flag batch does not take
         for part in parts[1:]:
             assert part in message, (part, message)
         label, _, reason = message.partition("): ")

@@ -17,6 +17,7 @@ depend on it), and only non-finite output on the real images fails.
 from __future__ import annotations
 
 import inspect
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,9 @@ from esrkit.challenge import HOOKS, Year, year_rules
 from esrkit.datasets import LAYOUTS, ImagePair, Split, demo_split, open_splits
 from esrkit.device import device_name, pick_device, prepare_model
 from esrkit.entry import Entry, Loaded
-from esrkit.errors import KitError, first_line
-from esrkit.evaluation import Evaluator, NonFiniteOutput, SplitRecord
-from esrkit.imageio import tensor_to_uint8, uint8_to_tensor
+from esrkit.errors import KitError, NonFiniteOutput, first_line
+from esrkit.evaluation import Evaluator, SplitRecord
+from esrkit.imageio import quantise, tensor_to_uint8, uint8_to_tensor
 from esrkit.imresize import imresize
 from esrkit.measure import timing
 from esrkit.measure.timing import mean
@@ -155,10 +156,13 @@ def check_data_range(
             with torch.no_grad():
                 sr = tensor_to_uint8(model(uint8_to_tensor(lr, data_range).to(device)), data_range)
             scores[data_range] = metrics.psnr(sr, hr, crop_border=scale)
+        except NonFiniteOutput:  # no PSNR of it: this range cannot be the sane one
+            scores[data_range] = -math.inf
         except Exception as exc:  # user code on a real image: report what it raised
             return failed(RULE_DATA_RANGE, f"running {pair.name} (LR crop {lr.shape[1]}x{lr.shape[0]}) at "
                                            f"{data_range:g} raised {first_line(exc)}"), declared or 1.0
-    detail = (f"PSNR {scores[1.0]:.2f} dB at 1.0, {scores[255.0]:.2f} dB at 255, bicubic {bicubic:.2f} dB "
+    shown = {r: "NaN/Inf output" if math.isinf(v) else f"PSNR {v:.2f} dB" for r, v in scores.items()}
+    detail = (f"{shown[1.0]} at 1.0, {shown[255.0]} at 255, bicubic {bicubic:.2f} dB "
               f"on {pair.name} (LR crop {lr.shape[1]}x{lr.shape[0]})")
     best = max(scores, key=scores.__getitem__)
     sane = [r for r in DATA_RANGES if scores[r] >= bicubic - SANE_MARGIN_DB]
@@ -368,7 +372,7 @@ class SubmissionCheck:
         if torch.equal(first, second) or torch.allclose(first, second, rtol=0.0, atol=0.0, equal_nan=True):
             return passed(RULE_DETERMINISTIC, "two runs on the same input are bitwise identical")
         diff = float((first - second).abs().nan_to_num().max())
-        same_uint8 = np.array_equal(tensor_to_uint8(first, self.data_range), tensor_to_uint8(second, self.data_range))
+        same_uint8 = np.array_equal(quantise(first, self.data_range).cpu().numpy(), quantise(second, self.data_range).cpu().numpy())
         return verdict(RULE_DETERMINISTIC, same_uint8,
                        f"two runs differ by up to {diff:.3g}; the saved uint8 images are "
                        f"{'identical' if same_uint8 else 'different: fix the randomness (dropout in eval? random ops?)'}")

@@ -1,0 +1,72 @@
+"""A team's code that tries to end the process (``sys.exit`` at import, ``os._exit`` in its forward) is a failure of
+that team, reported in one line, everywhere: test_demo.py exits 2 (not 0 with no output), a batch goes on with the
+next team and writes its table. Each case ended the kit's process on the kit before esrkit/teamcode.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import test_demo
+from esrkit.submission.__main__ import main as submission
+
+NET = '''import os
+import sys
+import torch
+from torch import nn
+
+{at_import}
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 48, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(4)
+
+    def forward(self, x):
+        {in_forward}
+        return self.shuffle(self.conv(x))
+'''
+
+
+def team_file(folder: Path, name: str, at_import: str = "", in_forward: str = "pass") -> Path:
+    path = folder / "models" / f"{name}.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(NET.format(at_import=at_import, in_forward=in_forward))
+    import torch
+
+    torch.manual_seed(0)
+    zoo = folder / "model_zoo"
+    zoo.mkdir(exist_ok=True)
+    exec_globals: dict = {}
+    exec(NET.format(at_import="", in_forward="pass"), exec_globals)  # the same network, to save its weights
+    torch.save(exec_globals["Net"]().state_dict(), zoo / f"{name}.pth")
+    return path
+
+
+@pytest.mark.parametrize("at_import, in_forward", [("sys.exit(0)", "pass"), ("", "os._exit(0)"), ("", "exit()")])
+def test_test_demo_reports_a_team_that_exits(tmp_path, two_image_benchmark, capsys, at_import, in_forward) -> None:
+    model = team_file(tmp_path / "sub", "team31_Quitter", at_import, in_forward)
+    code = test_demo.main(["--model_file", str(model), "--data_range", "1.0", "--data_dir", str(two_image_benchmark),
+                           "--results_dir", str(tmp_path / "out"), "--save_dir", str(tmp_path / "sr"), "--runs", "0",
+                           "--quiet"])
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: ") and "team31_Quitter.py tried to end the process" in err[0]
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_an_in_process_batch_goes_on_after_a_team_that_exits(tmp_path, two_image_benchmark, capsys) -> None:
+    sub = tmp_path / "sub"
+    team_file(sub, "team31_Quitter", at_import="sys.exit(0)")
+    team_file(sub, "team32_Fine")
+    code = submission(["batch", "--models_dir", str(sub / "models"), "--data_range", "1.0", "--data_dir",
+                       str(two_image_benchmark), "--results_dir", str(tmp_path / "out"), "--in_process", "--quiet"])
+    assert code == 1  # a team failed; the batch itself ran to its end
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert list(results) == ["32_Fine"]
+    table = (tmp_path / "out" / "batch.md").read_text()
+    assert "team31_Quitter.py tried to end the process" in table and "| 32_Fine | ok |" in table
