@@ -15,6 +15,7 @@ Writes ``results.json`` / ``results.txt`` (official format, merged with existing
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from statistics import median
 from pathlib import Path
@@ -31,7 +32,8 @@ with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile 
     from esrkit.evaluation import OOM_FALLBACK_TILE, LoopOptions
     from esrkit.fastpath import ENGINES, PRECISIONS, options_from_flags
     from esrkit.metrics import METRICS
-    from esrkit.progress import Progress
+    from esrkit.outputs import DataIdentity, sr_folder_problem
+    from esrkit.progress import Progress, run_log
     from esrkit.registry import DEFAULT_ENTRY, list_entries
     from esrkit.results import ResultsFiles, entry_record, psnr_differences
     from esrkit.measure.timing import mean
@@ -65,6 +67,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="warm timing beside the challenge figure: N timed repeats per image after one warm-up, "
                         "median (0 turns it off)")
     p.add_argument("--no_save", action="store_true", help="do not write SR images")
+    p.add_argument("--replace", action="store_true",
+                   help="replace the entry in results.json and its SR folder even if they were measured on other data "
+                        "(without it, a run on other data stops before any work and says so)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list the registered entries and exit")
     fast = p.add_argument_group("beside the challenge figures (never instead of them)")
@@ -114,14 +119,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     splits = resolve_splits(args, entry.scale)
     convention = Convention.for_run(args.year or spec_year, splits[0].layout)
     key = convention.key(entry)
+    identity = DataIdentity.of(splits)
     files = ResultsFiles(args.results_dir, args.include_test, args.hybrid_test)
-    files.preflight()  # a results.json that cannot be merged stops the run now, not after it
+    # A results.json that cannot be merged, or whose entry was measured on other data, stops the run now.
+    files.preflight(key, identity, replace=args.replace)
     save_root = None if args.no_save else check_writable_folder(args.save_dir, "--save_dir") / key
+    problem = None if save_root is None else sr_folder_problem(save_root, identity, splits, args.replace)
+    if problem:
+        raise KitError(problem)
     device = pick_device(args.device)
+    log = run_log(args.results_dir)
+    log.info(f"run: {' '.join(sys.argv)}  | {key} on {identity.describe()}, {device_name(device)}")
     options = RunOptions(device, ssim=args.ssim, warm_runs=args.runs, loop=LoopOptions(pipelined=args.pipeline),
                          tile=args.tile, tile_overlap=args.tile_overlap,
                          fast=options_from_flags(args.fast, args.precision, args.engine, args.compile_mode),
-                         progress=Progress(enabled=False if args.quiet else None))
+                         progress=Progress(enabled=False if args.quiet else None, log=log))
     if splits[0].layout == "demo":
         print("Demo set: scikit-image sample photos with LR made by the kit's MATLAB-bicubic imresize. "
               "This is NOT DIV2K: the PSNR is not comparable to challenge figures.")
@@ -130,10 +142,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def write_results(run: EntryRun) -> None:  # before the SR images are moved in: both, or neither
         merged.update(entry_record(run))
-        files.merge({key: merged})
+        try:
+            files.merge({key: merged}, identity, replace=args.replace)
+        except KitError:  # a full disk at the end: what was measured is printed, not lost
+            print_summary(run)
+            print(f"\nThe {key} entry that could not be written (JSON):\n{json.dumps({key: merged}, indent=1)}")
+            raise
 
     result = run_entry(entry, splits, convention, options, args.weights, save_root, finish=write_results)
     print_summary(result)
+    for r in result.records:
+        psnr = f"PSNR {r.mean('psnr'):.4f} dB, " if r.has_metrics else ""
+        log.info(f"{key} {r.split}: {len(r.images)} images, {psnr}runtime {r.mean_runtime_ms:.2f} ms (challenge mean)")
+    log.info(f"{key} written to {files.json_path}")
     return merged
 
 

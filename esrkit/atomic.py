@@ -131,8 +131,10 @@ class StagedFolder:
     the run succeeds (a run that stops early leaves ``final`` as it was; each file appears whole).
 
     ``with StagedFolder(final) as staging:`` -- write under ``staging``; on leaving the block without
-    an exception every file is moved to the same place under ``final`` (replacing one of the same
-    name, leaving the others), otherwise the staging folder is removed.
+    an exception each top-level subfolder of ``staging`` (one split's images) *replaces* the subfolder of
+    the same name under ``final`` whole -- so that a folder never holds two runs' images -- and each
+    top-level file replaces its namesake; everything else under ``final`` is left. Otherwise the staging
+    folder is removed.
     """
 
     def __init__(self, final: str | Path) -> None:
@@ -157,13 +159,28 @@ class StagedFolder:
 
     def commit(self) -> None:
         assert self.staging is not None
-        for source in sorted(p for p in self.staging.rglob("*") if p.is_file()):
-            target = self.final / source.relative_to(self.staging)
+        for source in sorted(self.staging.iterdir()):
+            target = self.final / source.name
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, target)
+                if source.is_dir() and target.is_dir():
+                    self._swap_folder(source, target)
+                else:
+                    os.replace(source, target)
             except OSError as exc:
                 raise _cannot_write(target, exc) from None
+
+    @staticmethod
+    def _swap_folder(source: Path, target: Path) -> None:
+        """``source`` in place of ``target``: the old one moved aside first, removed once the new one is in."""
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
+        os.rmdir(aside)
+        os.replace(target, aside)
+        try:
+            os.replace(source, target)
+        except OSError:
+            os.replace(aside, target)  # put the previous images back: the folder is as it was
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def check_writable_folder(folder: str | Path, flag: str) -> Path:

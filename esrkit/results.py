@@ -25,7 +25,7 @@ import json
 import os
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 
@@ -35,6 +35,8 @@ from esrkit.challenge import Convention
 from esrkit.device import device_name
 from esrkit.errors import KitError
 from esrkit.evaluation import SplitRecord
+from esrkit.fingerprint import data_fingerprint
+from esrkit.outputs import DataIdentity, replacement_problem
 from esrkit.measure.complexity import Complexity
 from esrkit.measure.timing import mean
 
@@ -154,6 +156,7 @@ def entry_record(run: EntryRun) -> dict[str, Any]:
         results_convention=run.convention.label,
         data_dir=str(split.root),
         layout=split.layout,
+        data_fingerprint=data_fingerprint(run.splits),
         lr_source="made by the kit's MATLAB-bicubic imresize" if split.lr_made_by_kit else "LR files",
         lr_only=not split.has_hr,
         data_range=entry.data_range,
@@ -260,8 +263,21 @@ class ResultsFiles:
     def txt_path(self) -> Path:
         return self.folder / TXT_NAME
 
-    def preflight(self) -> dict[str, Any]:
-        """Before any work: the folder can be written and an existing results.json can be merged."""
+    def preflight(self, key: str | None = None, identity: DataIdentity | None = None, replace: bool = False,
+                  say: Callable[[str], None] = print) -> dict[str, Any]:
+        """Before any work: the folder can be written, an existing results.json can be merged, and -- given the
+        ``key`` and the data of the run -- the entry it would replace was measured on the same data (or
+        ``replace`` says so; see :mod:`esrkit.outputs`). Notes go to ``say``."""
+        existing = self._writable_existing()
+        if key is not None and identity is not None:
+            problem, note = replacement_problem(existing, key, identity, replace)
+            if problem:
+                raise KitError(problem)
+            if note:
+                say(note)
+        return existing
+
+    def _writable_existing(self) -> dict[str, Any]:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -273,11 +289,19 @@ class ResultsFiles:
                 raise KitError(f"{path} exists and is not a file: move it away or choose another --results_dir")
         return read_results(self.json_path)
 
-    def merge(self, entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """Replace ``entries`` in results.json (as the official kit does), keep every other one, derive results.txt."""
+    def merge(self, entries: dict[str, dict[str, Any]], identity: DataIdentity | None = None,
+              replace: bool = True) -> dict[str, Any]:
+        """Replace ``entries`` in results.json (as the official kit does), keep every other one, derive results.txt.
+
+        With ``identity`` (the data the entries were measured on) and ``replace`` False, an entry measured on other
+        data is refused here too, under the lock -- another run may have written it since :meth:`preflight`."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with folder_lock(self.folder):
             results = read_results(self.json_path)
+            for key in entries if identity is not None else ():
+                problem, _ = replacement_problem(results, key, identity, replace)  # type: ignore[arg-type]
+                if problem:
+                    raise KitError(problem)
             results.update(entries)
             replace_together({
                 self.json_path: json.dumps(results, indent=2) + "\n",

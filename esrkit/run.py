@@ -25,6 +25,7 @@ from esrkit.evaluation import Evaluator, LoopOptions, SplitRecord
 from esrkit.fastpath import FastForward, FastOptions
 from esrkit.measure.complexity import Complexity, count
 from esrkit.metrics import selected
+from esrkit.outputs import DataIdentity, write_marker
 from esrkit.progress import QUIET, Progress
 
 
@@ -70,7 +71,8 @@ def run_entry(entry: Entry, splits: Sequence[Split], convention: Convention, opt
     """Load, count and evaluate ``entry``.
 
     SR images go to ``save_root/<split>/``, staged: they are moved in only once the run -- and ``finish``
-    (e.g. merging its results) -- succeeded. ``weights_flag`` names, in messages, the option that gives
+    (e.g. merging its results) -- succeeded, each split's folder replaced whole, with a marker naming the data
+    (:mod:`esrkit.outputs`). ``weights_flag`` names, in messages, the option that gives
     the weights on the command at hand (default: ``--weights``, or the spec's key for a team of a spec file).
     """
     device, progress = options.device, options.progress
@@ -96,6 +98,8 @@ def run_entry(entry: Entry, splits: Sequence[Split], convention: Convention, opt
             progress=progress, source=f"{entry.name} with {loaded.weights}",
         )
         with StagedFolder(save_root) if save_root is not None else nullcontext() as staging:
+            if staging is not None:
+                write_marker(staging, DataIdentity.of(splits))  # which data the folder's images come from
             records = [evaluator.run(split, None if staging is None else staging / split.name) for split in splits]
             fast: list[SplitRecord] = []
             engine, fast_error = None, None

@@ -52,7 +52,8 @@ def test_staged_folder_moves_files_in_only_on_success(tmp_path: Path) -> None:
     with atomic.StagedFolder(final) as staging:
         (staging / "valid").mkdir()
         (staging / "valid" / "a.png").write_bytes(b"new a")
-    assert (final / "valid" / "a.png").read_bytes() == b"new a" and (final / "valid" / "old.png").exists()
+    assert (final / "valid" / "a.png").read_bytes() == b"new a"
+    assert not (final / "valid" / "old.png").exists()  # the split's folder holds this run alone: never two runs mixed
     assert sorted(p.name for p in final.parent.iterdir()) == ["10_MLRN-entire"]  # no staging folder left
 
 

@@ -197,3 +197,57 @@ def test_a_corrupt_last_image_is_found_before_the_model_loads(tmp_path, mini, ca
     monkeypatch.setattr(type(get_entry("MLRN-entire")), "load", lambda *a, **k: loaded.append(1))
     assert run(tmp_path, "--data_dir", str(mini)) == 2
     assert "cannot decode image" in one_error_line(capsys) and loaded == []
+
+
+@pytest.fixture()
+def other_data(tmp_path: Path, benchmarks_dir: Path) -> Path:
+    """A second one-image benchmark set whose image has the same name as one of ``mini``'s (img_002), other pixels."""
+    from tests.conftest import copy_benchmark
+
+    return copy_benchmark(tmp_path / "Set14mini", benchmarks_dir / "Set14", ("img_002",))
+
+
+def test_a_run_on_other_data_never_replaces_an_entry_or_its_sr_images_silently(tmp_path, mini, other_data, capsys) -> None:
+    good = str(get_entry("MLRN-entire").default_weights_path())
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", good) == 0
+    results, sr = tmp_path / "out" / "results.json", tmp_path / "sr" / "10_MLRN-entire" / "valid"
+    before, image = results.read_bytes(), (sr / "img_002.png").read_bytes()
+    capsys.readouterr()
+    assert run(tmp_path, "--data_dir", str(other_data), "--weights", good) == 2
+    line = one_error_line(capsys)
+    assert "already holds 10_MLRN-entire measured on" in line and str(mini.resolve()) in line and "--replace" in line
+    assert results.read_bytes() == before and (sr / "img_002.png").read_bytes() == image
+    # the same data again replaces them, as the official kit does; --replace replaces them knowingly
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", good) == 0
+    assert run(tmp_path, "--data_dir", str(other_data), "--weights", good, "--replace") == 0
+    entry = json.loads(results.read_text())["10_MLRN-entire"]
+    assert entry["data_dir"] == str(other_data) and entry["valid_images"] == ["img_002"]
+    assert sorted(p.name for p in sr.iterdir()) == ["img_002.png"] and (sr / "img_002.png").read_bytes() != image
+
+
+def test_an_sr_folder_of_another_run_is_never_mixed_into(tmp_path, mini, other_data, capsys) -> None:
+    """Results in two folders, SR images in one: the SR folder's own marker stops the second run."""
+    good = str(get_entry("MLRN-entire").default_weights_path())
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", good) == 0
+    capsys.readouterr()
+    code = test_demo.main(["--results_dir", str(tmp_path / "out2"), "--save_dir", str(tmp_path / "sr"), "--runs", "0",
+                           "--quiet", "--data_dir", str(other_data), "--weights", good])
+    assert code == 2 and "holds the SR images of a run on" in one_error_line(capsys)
+    assert sorted(p.name for p in (tmp_path / "sr" / "10_MLRN-entire" / "valid").iterdir()) == ["img_002.png",
+                                                                                             "img_005.png"]
+
+
+def test_a_full_disk_at_the_final_write_prints_what_was_measured(tmp_path, mini, capsys, monkeypatch) -> None:
+    from esrkit import results as results_module
+    from esrkit.errors import KitError
+
+    def no_space(files):  # noqa: ANN001
+        raise KitError(f"cannot write {next(iter(files))}: No space left on device; choose another path")
+
+    monkeypatch.setattr(results_module, "replace_together", no_space)
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(get_entry("MLRN-entire").default_weights_path())) == 2
+    out, err = capsys.readouterr()
+    assert "No space left on device" in err and not (tmp_path / "out" / "results.json").exists()
+    printed = json.loads(out[out.index("(JSON):\n") + len("(JSON):\n"):])["10_MLRN-entire"]
+    assert printed["valid_images"] == ["img_002", "img_005"] and len(printed["valid_psnr"]) == 2
+    assert printed["valid_ave_psnr"] > 25 and "Team/entry" in out  # the summary row too

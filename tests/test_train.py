@@ -250,7 +250,7 @@ def test_warm_start(tmp_path: Path, runs: dict[str, Path], photos: Path, set5: P
 @pytest.mark.parametrize("extra, message", [
     (["--patch_size", "48"], "cannot take 12x12 LR patches"),
     (["--val_dir", "/nonexistent/Set5"], "or --val_dir none"),
-    (["--batch_size", "0"], "--batch_size must be positive"),
+    (["--batch_size", "0"], "--batch_size must be a positive number"),
 ])
 def test_bad_options_are_clear_errors(tmp_path: Path, photos: Path, set5: Path, capsys, extra, message) -> None:
     assert main([*base_args(photos, set5, tmp_path / "run"), *extra]) == EXIT_USAGE
@@ -261,7 +261,7 @@ def test_bad_options_are_clear_errors(tmp_path: Path, photos: Path, set5: Path, 
 @pytest.mark.parametrize("error, reason", [
     (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
     (RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/0: "
-                  "file write failed"), "file write failed"),  # how torch itself reports a full disk
+                  "file write failed"), "the disk is full or refused the write"),  # torch's words for a full disk
 ])
 def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path, monkeypatch, capsys, error, reason) -> None:
     path = tmp_path / "last.pth"
@@ -467,7 +467,9 @@ def test_progress_bars_only_on_a_terminal_and_never_with_quiet(tmp_path: Path, p
 
     shown = stderr_of("terminal", terminal=True)
     assert "loading training images" in shown and "train:" in shown
-    assert_no_bars(stderr_of("log", terminal=False))  # a log file or a pipe: no bars
+    logged = stderr_of("log", terminal=False)  # a log file or a pipe: no bars, but plain lines, never silent
+    assert "\r" not in logged and "train:" not in logged and "training MLRN-entire" in logged
+    assert "train 2/2" in logged and "loading training images" in logged
     assert_no_bars(stderr_of("quiet", "--quiet", terminal=True))
     assert_no_bars(stderr_of("no_progress", "--no_progress", terminal=True))
 
@@ -500,3 +502,54 @@ def test_two_process_gloo_run(ddp_run, runs: dict[str, Path]) -> None:
     state = torch.load(out / "last.pth", weights_only=True)
     assert state["world_size"] == 2 and len(state["sampler_states"]) == 2
     assert not torch.equal(state["sampler_states"][0], state["sampler_states"][1])  # one crop stream per rank
+
+
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--lr", "nan", "--lr must be a positive number, got nan"),
+    ("--lr", "inf", "--lr must be a positive number, got inf"),
+    ("--beta1", "1.5", "--beta1 1.5: Adam's betas are in [0, 1)"),
+    ("--beta2", "-0.1", "--beta2 -0.1: Adam's betas are in [0, 1)"),
+    ("--eps", "0", "--eps must be a positive number, got 0"),
+])
+def test_optimiser_arguments_are_checked_before_any_work(tmp_path: Path, photos: Path, capsys, flag, value,
+                                                         expected) -> None:
+    assert main([*base_args(photos, Path("none"), tmp_path / "run", iters=2), flag, value]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {expected}"] or (len(err) == 1 and expected in err[0]), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path: Path, photos: Path,
+                                                                                capsys, monkeypatch) -> None:
+    real = Trainer.train_step
+
+    def diverging(self):  # noqa: ANN001 - from iteration 7 on, the weights and the loss are NaN
+        loss = real(self)
+        if self.step >= 7:
+            with torch.no_grad():
+                for p in self.model.parameters():
+                    p.fill_(float("nan"))
+            return torch.full_like(loss, float("nan"))
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", diverging)
+    out = tmp_path / "run"
+    assert main([*base_args(photos, Path("none"), out, iters=10), "--save_every", "5"]) == EXIT_USAGE
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("error: training diverged: the L1 loss became nan between iterations 7 and 7")
+    assert f"{out / 'last.pth'} (iteration 5) is the last good checkpoint" in line
+    state = torch.load(out / "last.pth", weights_only=True)
+    assert state["step"] == 5 and all(torch.isfinite(v).all() for v in state["params"].values())
+
+
+def test_a_full_disk_names_the_disk_not_torchs_internals(tmp_path: Path, photos: Path, capsys, monkeypatch) -> None:
+    def full_disk(obj, f, *args, **kwargs):  # noqa: ANN001 - what torch.save raises when the disk fills up
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                           "data/3: file write failed")
+
+    monkeypatch.setattr(checkpointing.torch, "save", full_disk)
+    out = tmp_path / "run"
+    assert main(base_args(photos, Path("none"), out, iters=2)) == EXIT_USAGE
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the disk is full or refused the write" in line and "enforce fail" not in line
+    assert "--resume" not in line and "no earlier checkpoint of this run exists" in line  # none was ever written

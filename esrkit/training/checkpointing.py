@@ -12,7 +12,9 @@ stored, so nothing is unpickled beyond what ``weights_only`` allows.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,9 +60,20 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         try:
             torch.save(state, tmp)
         except (OSError, RuntimeError) as exc:
-            reason = (exc.strerror or exc) if isinstance(exc, OSError) else (str(exc).splitlines() or [exc])[0]
-            raise KitError(f"cannot write {path}: {reason}; free some space or choose another --out_dir "
-                           f"(the previous file is unchanged)") from None
+            raise KitError(f"cannot write {path}: {_write_failure(exc, Path(tmp))}; free some space or choose another "
+                           f"--out_dir (the previous file is unchanged)") from None
+
+
+def _write_failure(exc: BaseException, tmp: Path) -> str:
+    """Why a save failed, in words: torch reports a full disk as "[enforce fail at inline_container.cc] ... file write
+    failed", which names neither the disk nor the cause."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(tmp.parent).free
+        if free < 64 * 2**20 or "write failed" in str(exc):
+            return f"the disk is full or refused the write ({free / 2**20:.0f} MiB free on {tmp.parent})"
+    return (str(exc).splitlines() or [str(exc)])[0]
 
 
 def save_weights(path: str | Path, model: nn.Module) -> None:

@@ -110,11 +110,17 @@ class TrainConfig:
         return cfg
 
     def check(self) -> None:
-        positive = ("iters", "batch_size", "patch_size", "lr", "lr_step", "log_every", "save_every", "workers")
+        positive = ("iters", "batch_size", "patch_size", "lr", "lr_step", "log_every", "save_every", "workers", "eps")
         for name in positive:
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise KitError(f"--{name} must be positive, got {value}")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise KitError(f"--{name} must be a positive number, got {value}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:  # NaN fails this too
+                raise KitError(f"--{name} {value}: Adam's betas are in [0, 1) (the paper's: 0.9 and 0.99)")
+        if not (math.isfinite(self.lr_min) and 0.0 <= self.lr_min <= self.lr):
+            raise KitError(f"--lr_min {self.lr_min} must be between 0 and --lr {self.lr}")
         if self.val_every < 0:
             raise KitError(f"--val_every must be >= 0 (0: no validation), got {self.val_every}")
         if self.schedule not in SCHEDULES:
@@ -403,6 +409,8 @@ class Trainer:
                     if not (step % cfg.log_every == 0 or do_val or do_save):
                         continue
                     last_loss = self._mean_over_ranks(loss_sum / window_steps)
+                    if not math.isfinite(last_loss):  # every rank sees the same mean: they stop together
+                        raise self._diverged(last_loss, step - window_steps + 1, step)
                     now = time.perf_counter()
                     seconds = now - window_start  # training only: validation and saving are left out
                     self.elapsed_s = elapsed_before + now - run_start
@@ -426,6 +434,15 @@ class Trainer:
                 self.elapsed_s = elapsed_before + time.perf_counter() - run_start
                 return self._interrupted(last_loss, torn=stepping and self.stop.forced)
         return RunSummary(self.step, last_loss, self.best_psnr, self.best_step, self.out_dir)
+
+    def _diverged(self, loss: float, first: int, last: int) -> KitError:
+        """Training stops on a non-finite loss: nothing of the diverged weights is saved; the last good checkpoint
+        (if this run or the one it resumed wrote one) is named with the command that goes on from it."""
+        path = self.out_dir / "last.pth"
+        kept = (f"{path} (iteration {self.saved_step}) is the last good checkpoint and was left as it was: resume it "
+                f"with a lower --lr (--resume {path} --lr ...)" if path.exists() else "no checkpoint was written")
+        return KitError(f"training diverged: the L1 loss became {loss} between iterations {first} and {last}; {kept}; "
+                        f"check --lr ({self.cfg.lr:g}) and the training images")
 
     def _interrupted(self, last_loss: float, torn: bool) -> RunSummary:
         """After Ctrl-C: rank 0 writes last.pth of the current step, unless ``torn`` (inside a step).
@@ -538,8 +555,9 @@ class Trainer:
                 try:
                     save_checkpoint(path, state)
                 except KitError as exc:
-                    raise KitError(f"final checkpoint not written, {exc}; then --resume {path} finishes the run "
-                                   f"from its previous save") from None
+                    then = (f"then --resume {path} finishes the run from its previous save" if path.exists() else
+                            "no earlier checkpoint of this run exists, so free space and run again")
+                    raise KitError(f"final checkpoint not written, {exc}; {then}") from None
                 self.saved_step = self.step
             elif try_save(path, state, "checkpoint"):
                 self.saved_step = self.step
