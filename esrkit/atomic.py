@@ -28,7 +28,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would (or the old file's).
-        os.chmod(tmp_path, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK)
+        os.chmod(tmp_path, _mode_for(path))
         yield tmp_path
         try:
             with open(tmp_path, "rb+") as fh:
@@ -56,6 +56,12 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _mode_for(path: Path) -> int:
+    """The mode a file replacing ``path`` gets: the old file's, or what a plain open() would give (temporary files
+    are private, 0600, until then)."""
+    return path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` atomically (text is written as UTF-8)."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -79,7 +85,7 @@ def _stage(path: Path, data: bytes | str) -> Path:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK)
+        os.chmod(tmp, _mode_for(path))
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise _cannot_write(path, exc) from None
@@ -98,6 +104,11 @@ def replace_together(files: dict[Path, bytes | str | Path]) -> None:
     replaced: list[tuple[Path, Path | None]] = []  # (target, its previous content kept aside, or None)
     try:
         for path, data in files.items():
+            if isinstance(data, Path):
+                try:
+                    os.chmod(data, _mode_for(Path(path)))
+                except OSError as exc:
+                    raise _cannot_write(Path(path), exc) from None
             staged.append((data if isinstance(data, Path) else _stage(Path(path), data), Path(path)))
         for tmp, path in staged:
             previous = None

@@ -87,3 +87,15 @@ def test_parallel_writes_leave_the_umask_alone(tmp_path: Path) -> None:
     after = os.umask(before)
     os.umask(after)
     assert after == before
+
+
+def test_a_finished_file_moved_into_place_gets_a_normal_mode(tmp_path: Path) -> None:
+    """The upload zip was staged with mkstemp and moved in as 0600: unreadable for the organiser's other accounts."""
+    import os
+
+    from esrkit.submission.package import write_flat_zip
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    write_flat_zip(tmp_path / "team23.zip", [], {"readme.txt": "runtime per image [ms]: 1.0\n"})
+    assert (tmp_path / "team23.zip").stat().st_mode & 0o777 == 0o666 & ~mask

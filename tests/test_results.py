@@ -148,3 +148,24 @@ def test_preflight_refuses_a_folder_that_cannot_be_written(tmp_path: Path) -> No
     (tmp_path / "out" / "results.txt").mkdir(parents=True)
     with pytest.raises(KitError, match="results.txt exists and is not a file"):
         res.ResultsFiles(tmp_path / "out").preflight()
+
+
+def test_which_earlier_entries_a_run_may_replace() -> None:
+    """Same data: replaced (as the official kit does); other data: refused unless --replace; the demo set's trial
+    entry and another tool's entry (no data recorded): replaced with a note."""
+    from esrkit.outputs import DataIdentity, replacement_problem
+
+    here = DataIdentity("/data/B100", "benchmark", (("valid", 100),), "f" * 32)
+    same = {"k": {"data_dir": "/data/B100", "data_fingerprint": "f" * 32}}
+    changed = {"k": {"data_dir": "/data/B100", "data_fingerprint": "0" * 32, "valid_images": ["a"]}}
+    older_kit = {"k": {"data_dir": "/data/Set14", "layout": "benchmark"}}
+    demo = {"k": {"data_dir": "/skimage/data", "data_fingerprint": "1" * 32, "layout": "demo"}}
+    official = {"k": {"valid_ave_psnr": 29.0}}
+    assert replacement_problem(same, "k", here, replace=False) == (None, None)
+    problem, _ = replacement_problem(changed, "k", here, replace=False)
+    assert "already holds k measured on /data/B100 (valid 1 images)" in problem and "--replace" in problem
+    assert replacement_problem(changed, "k", here, replace=True)[0] is None
+    assert "measured on /data/Set14" in replacement_problem(older_kit, "k", here, replace=False)[0]
+    assert replacement_problem(demo, "k", here, replace=False)[1].startswith("note: k of the embedded demo set")
+    assert "records no data folder" in replacement_problem(official, "k", here, replace=False)[1]
+    assert replacement_problem({}, "k", here, replace=False) == (None, None)
