@@ -25,6 +25,7 @@ from benchmarks.table3 import (
 )
 from esrkit.atomic import atomic_path, atomic_write
 from esrkit.errors import KitError
+from esrkit.ranking import pareto_front
 
 DAGGER = "†"
 DEVICE_FOOTNOTE = (
@@ -307,18 +308,6 @@ PUBLISHED_COLOUR = "#4C72B0"
 MEASURED_COLOUR = "#E1812C"
 FRONTIER_COLOUR = "#2A9D4B"
 BUBBLE_PT2_PER_M = 700.0  # marker area (pt^2) per million parameters
-
-
-def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
-    """Indices of the points no other point beats (lower-or-equal x and higher-or-equal y, one strictly), by x."""
-    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    front: list[int] = []
-    best = -np.inf
-    for i in np.lexsort((-ys, xs)):
-        if ys[i] > best:
-            front.append(int(i))
-            best = ys[i]
-    return front
 
 
 def _draw_frontier(ax: Axes, x: np.ndarray, y: np.ndarray, teams: Sequence[str] | None,

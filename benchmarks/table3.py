@@ -30,6 +30,7 @@ import pandas as pd
 
 from esrkit.errors import KitError
 from esrkit.paths import shared_path
+from esrkit.ranking import score_from_ratios
 
 REFERENCE_NAME = "ntire2023_esr_table3.csv"
 
@@ -362,10 +363,9 @@ def score_2024(df: pd.DataFrame, baseline_row: str) -> pd.DataFrame:
         has_ratio = out["time_ratio_to_baseline"].notna().to_numpy()
         own = (~same_machine) & (out["baseline"] == baseline_row).to_numpy() & has_ratio
         ratio[own] = out["time_ratio_to_baseline"][own]
-    out["Score_runtime"] = np.exp(2 * ratio)
-    out["Score_FLOPs"] = np.exp(2 * out["flops_G"] / base["flops_G"])
-    out["Score_params"] = np.exp(2 * out["params_M"] / base["params_M"])
-    out["Score_final"] = 0.7 * out["Score_runtime"] + 0.15 * out["Score_FLOPs"] + 0.15 * out["Score_params"]
+    score = score_from_ratios(ratio, out["flops_G"] / base["flops_G"], out["params_M"] / base["params_M"])
+    out["Score_runtime"], out["Score_FLOPs"], out["Score_params"] = score.runtime, score.flops, score.params
+    out["Score_final"] = score.final
     scored = out["Score_final"].notna().to_numpy()
     ranks = pd.array([pd.NA] * len(out), dtype="Int64")
     if scored.any():

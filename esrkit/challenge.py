@@ -57,8 +57,8 @@ class Year:
 
     def describe(self) -> str:
         bars = " / ".join(f"{b:.2f} dB {s}" for s, b in self.bars.items())
-        counter = "official hook counter" if self.flops_counter == HOOKS else "fvcore"
-        return f"NTIRE {self.year} rules: FLOPs by the {counter}; PSNR bar {bars} on {self.sets}"
+        counter = "the official hook counter" if self.flops_counter == HOOKS else "fvcore"
+        return f"NTIRE {self.year} rules: FLOPs by {counter}; PSNR bar {bars} on {self.sets}"
 
 
 _DIV2K = {"valid": 100}
