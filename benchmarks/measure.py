@@ -23,8 +23,9 @@ from esrkit.device import free_device, peak_mib, prepare_model, reset_peak
 from esrkit.entry import Entry
 from esrkit.errors import KitError
 from esrkit.evaluation import Evaluator
-from esrkit.imageio import uint8_to_tensor
+from esrkit.api import time_forward
 from esrkit.measure import timing
+from esrkit.measure.probe import random_lr
 
 FIXED_SIZES: dict[str, tuple[int, int]] = {"256x256": (256, 256), "339x510": (339, 510)}  # LR H x W; 339x510 ~ DIV2K
 
@@ -61,26 +62,16 @@ def weights_per_entry(model_ids: Sequence[str], weights: Sequence[str | Path] | 
     return [None if str(w) == "-" else Path(w) for w in weights]
 
 
-def random_lr(h: int, w: int, data_range: float, device: torch.device) -> torch.Tensor:
-    """A random uint8 LR image made into a tensor as the challenge loop makes one (``uint8_to_tensor``: its
-    values, and its channels_last strides, which decide the convolutions' memory format)."""
-    import numpy as np
-
-    img = np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-    return uint8_to_tensor(img, data_range).to(device)
-
-
 def time_fixed_input(model: nn.Module, entry: Entry, size: tuple[int, int], device: torch.device, repeats: int,
                      min_run_time: float = 1.0) -> Timing:
     """Both protocols on a random LR input; ``model`` must be prepared on ``device`` and still cold."""
     free_device(device)
     reset_peak(device)
-    x = random_lr(*size, entry.data_range or 1.0, device)
-    challenge = timing.repeat(lambda: model(x), device, max(repeats, 1))
+    summary = time_forward(model, size, runs=max(repeats, 1), data_range=entry.data_range or 1.0, device=device)
+    x = random_lr(*size, entry.data_range or 1.0, device)  # the same input, warm now
     robust = timing.robust(lambda: model(x), min_run_time)
-    summary = timing.Summary.of(challenge)
     return Timing(f"{size[0]}x{size[1]}", summary.mean, summary.first, robust.median, robust.iqr, peak_mib(device),
-                  per_image_ms=challenge)
+                  per_image_ms=list(summary.samples))
 
 
 def time_split(model: nn.Module, entry: Entry, split: Split, device: torch.device, repeats: int,

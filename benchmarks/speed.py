@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.measure import fresh_model, random_lr, weights_per_entry
+from benchmarks.measure import fresh_model, weights_per_entry
 from esrkit import __version__
 from esrkit.atomic import atomic_write, check_writable_file
 from esrkit.cli import run_guarded
@@ -49,6 +49,7 @@ from esrkit.entry import Entry
 from esrkit.evaluation import CHALLENGE_ENGINE, Evaluator, LoopOptions, SplitRecord
 from esrkit.fastpath import FAST, FastForward, FastOptions
 from esrkit.imageio import read_rgb, uint8_to_tensor
+from esrkit.measure.probe import random_lr
 from esrkit.measure import timing
 from esrkit.metrics import selected
 from esrkit.paths import shared_path

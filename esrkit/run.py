@@ -23,7 +23,8 @@ from esrkit.entry import Entry, Loaded
 from esrkit.errors import KitError, first_line
 from esrkit.evaluation import Evaluator, LoopOptions, SplitRecord
 from esrkit.fastpath import FastForward, FastOptions
-from esrkit.measure.complexity import Complexity, count
+from esrkit.api import count
+from esrkit.measure.complexity import Complexity
 from esrkit.metrics import selected
 from esrkit.outputs import DataIdentity, write_marker
 from esrkit.progress import QUIET, Progress
@@ -84,7 +85,7 @@ def run_entry(entry: Entry, splits: Sequence[Split], convention: Convention, opt
         for note in entry.notes:
             progress.write(f"note: {note}")
         with entry.running_on(torch.device("cpu")):  # the counters run on CPU copies of the model
-            complexity = count(loaded.model, counters=("official", "fvcore"))
+            complexity = count(loaded.model)
         for counter, why in complexity.errors.items():
             progress.write(f"warning: no {counter} FLOPs: {why}")
         if complexity.varies:

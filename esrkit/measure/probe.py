@@ -30,3 +30,15 @@ def probe_input(height: int = COMPLEXITY_SHAPE[1], width: int = COMPLEXITY_SHAPE
 def describe(seed: int = SEED) -> str:
     """How the probe is drawn, for reports."""
     return f"torch.rand(1, 3, 256, 256) from torch.Generator().manual_seed({seed})"
+
+
+def random_lr(height: int, width: int, data_range: float = 1.0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A random uint8 LR image (seeded) made into a tensor as the challenge loop makes one (``uint8_to_tensor``: its
+    values, and its channels_last strides, which decide the convolutions' memory format): what runtimes on a fixed
+    input size are measured on."""
+    import numpy as np
+
+    from esrkit.imageio import uint8_to_tensor
+
+    img = np.random.default_rng(SEED).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    return uint8_to_tensor(img, data_range).to(device)

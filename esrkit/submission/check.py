@@ -38,7 +38,8 @@ from esrkit.imageio import quantise, tensor_to_uint8, uint8_to_tensor
 from esrkit.imresize import imresize
 from esrkit.measure import timing
 from esrkit.measure.timing import mean
-from esrkit.measure.complexity import Complexity, count
+from esrkit.api import count
+from esrkit.measure.complexity import Complexity
 from esrkit.measure.probe import probe_input
 from esrkit.progress import QUIET, Progress
 from esrkit.registry import get_entry
@@ -393,8 +394,8 @@ class SubmissionCheck:
         assert self.model is not None
         base = self.baseline_entry
         with entry.running_on(torch.device("cpu")):  # the counters run on CPU copies of the model
-            ours_c = count(self.model, counters=("official", "fvcore"))
-        theirs_c = count(self.baseline.model, counters=("official", "fvcore"), second_probe=False)
+            ours_c = count(self.model)
+        theirs_c = count(self.baseline.model, second_probe=False)
         ours = Evaluator(self.model, scale=entry.scale, data_range=self.data_range, device=self.device,
                          tile=entry.tile, tile_overlap=entry.tile_overlap, source=f"{entry.name} ({self.submission.source.name})")
         theirs = Evaluator(prepare_model(self.baseline.model, self.device), scale=base.scale,
