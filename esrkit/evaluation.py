@@ -15,8 +15,9 @@ outside the timed region and the events are read when the split ends. Either way
 the same: per image, the name, the runtime, every metric of :data:`esrkit.metrics.METRICS` chosen.
 
 Beside the challenge figures, never instead of them: the first (cold) forward, a warm per-image
-time (one warm-up + ``warm_runs`` repeats after the split, median), and the peak memory of the
-split alone. Memory: the challenge figure is the process's peak so far (the peak before the split
+time (one warm-up + ``warm_runs`` repeats after the split, median; on every image, or on ``warm_images``
+of them spread over the split, so that the extra figure does not cost several times the challenge
+pass), and the peak memory of the split alone. Memory: the challenge figure is the process's peak so far (the peak before the split
 is folded in before the split's own peak is reset and taken). In the sequential loop everything
 around the forward is as the official kit does it (the SR image clamped on the device, then copied
 to the host; the metrics on the host); the pipelined loop takes the peak around each forward only,
@@ -126,8 +127,14 @@ class SplitRecord:
 
     @property
     def warm_runtime_ms(self) -> list[float] | None:
-        warm = [r.warm_ms for r in self.images]
-        return None if not warm or any(w is None for w in warm) else warm  # type: ignore[return-value]
+        """The warm per-image medians, for the images that had a warm pass (all, or a sample); None: no warm pass."""
+        warm = [r.warm_ms for r in self.images if r.warm_ms is not None]
+        return warm or None
+
+    @property
+    def warm_names(self) -> list[str]:
+        """The images :attr:`warm_runtime_ms` is for, in order."""
+        return [r.name for r in self.images if r.warm_ms is not None]
 
     @property
     def tiled(self) -> list[str]:
@@ -456,6 +463,16 @@ class FastPath(Protocol):
     def describe(self) -> str: ...
 
 
+def warm_sample(n: int, images: int | None) -> list[int]:
+    """The indices of the images that get a warm pass: all (``images`` None, or >= ``n``), else ``images`` of them
+    spread evenly over the split, first and last included -- the warm figure is then a sample's, and says so."""
+    if images is None or images >= n:
+        return list(range(n))
+    if images <= 1:
+        return [n // 2] if images == 1 else []
+    return sorted({round(i * (n - 1) / (images - 1)) for i in range(images)})
+
+
 class Evaluator:
     """Runs one prepared model over splits (see the module docstring); :meth:`run` returns a :class:`SplitRecord`.
 
@@ -473,6 +490,7 @@ class Evaluator:
         tile_overlap: int = 32,
         metrics: Sequence[metric_table.Metric] | None = None,
         warm_runs: int = 0,
+        warm_images: int | None = None,
         fast: FastPath | None = None,
         loop: LoopOptions = LoopOptions(),
         progress: Progress = QUIET,
@@ -484,6 +502,7 @@ class Evaluator:
         self.device = device
         self.metrics = tuple(metrics if metrics is not None else metric_table.selected())
         self.warm_runs = warm_runs
+        self.warm_images = warm_images
         self.fast = fast
         self.loop = loop
         self.progress = progress
@@ -533,18 +552,19 @@ class Evaluator:
         items = (read_ahead(decoders, split.pairs, self.scale, self.loop.prefetch, self._gate) if decoders
                  else read_sequentially(split.pairs, self.scale))
         pending: deque[_Pending] = deque()
-        warm_inputs: list[np.ndarray] = []
+        warm_inputs: dict[int, np.ndarray] = {}  # image index -> LR, for the images of the warm pass
+        sampled = set(warm_sample(len(split), self.warm_images)) if self.warm_runs else set()
         peak = 0.0
         finished = False
         t0 = time.perf_counter()
         try:
             with self.progress.bar(len(split), f"{split.name} ({record.loop})") as bar:
-                for pair, hr, lr in items:
+                for index, (pair, hr, lr) in enumerate(items):
                     item, forward_peak = self._launch(pair.name, hr, lr, watch)
                     peak = max(peak, forward_peak)
                     pending.append(item)
-                    if self.warm_runs:
-                        warm_inputs.append(lr)
+                    if index in sampled:
+                        warm_inputs[index] = lr
                     while len(pending) > lag:
                         self._collect(pending.popleft(), record, writer, save_dir, bar)
                 while pending:
@@ -626,10 +646,11 @@ class Evaluator:
         timing = "" if math.isnan(item.ms) else f", {item.ms:.1f} ms"
         bar.advance(f"{item.name}: {psnr}{timing}")
 
-    def _warm_pass(self, record: SplitRecord, inputs: Sequence[np.ndarray]) -> None:
-        """Per image, one warm-up and ``warm_runs`` timed repeats, median (beside the challenge figure)."""
+    def _warm_pass(self, record: SplitRecord, inputs: dict[int, np.ndarray]) -> None:
+        """Per image of the sample, one warm-up and ``warm_runs`` timed repeats, median (beside the challenge figure)."""
         with self.progress.bar(len(inputs), f"{record.split} warm timing (x{self.warm_runs})") as bar:
-            for image, lr in zip(record.images, inputs):
+            for index, lr in sorted(inputs.items()):
+                image = record.images[index]
                 x = uint8_to_tensor(lr, self.data_range).to(self.device)
                 image.warm_ms = statistics.median(repeat(lambda: self.forward(x), self.device, self.warm_runs, warmup=1))
                 bar.advance(f"{image.name}: {image.warm_ms:.1f} ms")

@@ -74,6 +74,8 @@ def split_keys(r: SplitRecord, cold_start: bool = True) -> dict[str, Any]:
     warm = r.warm_runtime_ms
     if warm is not None:
         rec[f"{m}_warm_runtime"] = warm
+        if len(warm) < len(runtimes):  # a sample of the split: which images
+            rec[f"{m}_warm_images"] = r.warm_names
         rec[f"{m}_ave_warm_runtime"] = mean(warm)
         rec[f"{m}_median_warm_runtime"] = statistics.median(warm)
     rec[f"{m}_split_peak_memory"] = r.split_peak_mib

@@ -37,6 +37,7 @@ class RunOptions:
     device: torch.device
     ssim: bool = False
     warm_runs: int = 0
+    warm_images: int | None = None  # None: the warm pass on every image
     loop: LoopOptions = LoopOptions()
     tile: int | None = None  # None: the entry's own
     tile_overlap: int | None = None
@@ -95,7 +96,8 @@ def run_entry(entry: Entry, splits: Sequence[Split], convention: Convention, opt
             model, scale=entry.scale, data_range=entry.data_range, device=device,  # type: ignore[arg-type]
             tile=options.tile if options.tile is not None else entry.tile,
             tile_overlap=options.tile_overlap if options.tile_overlap is not None else entry.tile_overlap,
-            metrics=selected(ssim=options.ssim), warm_runs=options.warm_runs, loop=options.loop,
+            metrics=selected(ssim=options.ssim), warm_runs=options.warm_runs, warm_images=options.warm_images,
+            loop=options.loop,
             progress=progress, source=f"{entry.name} with {loaded.weights}",
         )
         with StagedFolder(save_root) if save_root is not None else nullcontext() as staging:
@@ -118,13 +120,15 @@ def run_entry(entry: Entry, splits: Sequence[Split], convention: Convention, opt
 
 
 def run_fast(challenge: Evaluator, options: FastOptions, splits: Sequence[Split]) -> tuple[list[SplitRecord], FastForward]:
-    """The fast pass after every challenge pass (pipelined, no SR images saved), as ``<split>_fast`` records."""
+    """The fast pass after every challenge pass (pipelined off the CPU, where the loop's threads would take the
+    forward's cores; no SR images saved), as ``<split>_fast`` records."""
     fast = FastForward(challenge.model, challenge.device, options, copy_out=False,
                        log=lambda msg: challenge.progress.write(f"fast path: {msg}"))
     challenge.progress.write(f"fast path: {fast.describe()}")
     evaluator = Evaluator(challenge.model, scale=challenge.scale, data_range=challenge.data_range, device=challenge.device,
                           tile=challenge.tile, tile_overlap=challenge.forward.tile_overlap, metrics=challenge.metrics,
-                          fast=fast, loop=LoopOptions(pipelined=True), progress=challenge.progress,
+                          fast=fast, loop=LoopOptions(pipelined=challenge.device.type != "cpu"),
+                          progress=challenge.progress,
                           source=challenge.source)
     records = []
     for split in splits:

@@ -166,3 +166,21 @@ def test_image_too_small_for_the_network_is_one_line(tmp_path, test_weights, cap
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: the model failed on tiny (LR 10x10)") and "remove or enlarge it" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "out" / "results.json").exists()
+
+
+def test_the_default_warm_pass_is_a_sample_and_the_pipeline_is_not_used_where_it_cannot_win(tmp_path, capsys,
+                                                                                           benchmarks_dir) -> None:
+    """The default run's extra figures cost a fraction of the challenge pass (warm timing on a spread sample of the
+    images, said in the output); --pipeline on a CPU runs the sequential loop and says why."""
+    import test_demo
+    from tests.conftest import copy_benchmark, torch_threads
+
+    data = copy_benchmark(tmp_path / "set14", benchmarks_dir / "Set14", tuple(f"img_{i:03d}" for i in range(1, 13)))
+    with torch_threads(1):
+        assert test_demo.main(["--data_dir", str(data), "--results_dir", str(tmp_path), "--no_save", "--quiet",
+                               "--warm_images", "3", "--pipeline", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "note: --pipeline runs the sequential loop on a CPU" in out
+    assert "(mean of per-image medians of 3 of the 12 images, spread evenly;" in out
+    entry = json.loads((tmp_path / "results.json").read_text())["10_MLRN-entire"]
+    assert entry["loop"] == "sequential" and entry["valid_warm_images"] == ["img_001", "img_007", "img_012"]

@@ -169,3 +169,17 @@ def test_which_earlier_entries_a_run_may_replace() -> None:
     assert replacement_problem(demo, "k", here, replace=False)[1].startswith("note: k of the embedded demo set")
     assert "records no data folder" in replacement_problem(official, "k", here, replace=False)[1]
     assert replacement_problem({}, "k", here, replace=False) == (None, None)
+
+
+def test_a_warm_pass_on_a_sample_says_which_images() -> None:
+    from esrkit.evaluation import warm_sample
+
+    assert warm_sample(100, 10) == [0, 11, 22, 33, 44, 55, 66, 77, 88, 99]  # spread, first and last included
+    assert warm_sample(5, 10) == [0, 1, 2, 3, 4] and warm_sample(5, None) == [0, 1, 2, 3, 4]
+    assert warm_sample(7, 1) == [3]
+    r = record("valid", 4)
+    for image in r.images[1:3]:
+        image.warm_ms = None
+    keys = res.split_keys(r)
+    assert keys["valid_warm_runtime"] == [5.0, 5.0] and keys["valid_warm_images"] == ["im0", "im3"]
+    assert "valid_warm_images" not in res.split_keys(record("valid", 3))  # all images: no list of them
