@@ -44,10 +44,15 @@ class Timing:
     per_image_ms: list[float] = field(default_factory=list)
 
 
-def fresh_model(entry: Entry, weights: Path | None, device: torch.device) -> tuple[nn.Module, bool]:
-    """A newly built (cold) model on ``device`` and whether it is trained; without any weights file it is
-    still counted and timed (untrained)."""
-    if weights is None and not entry.has_default_weights():
+def fresh_model(entry: Entry, weights: Path | None, device: torch.device,
+                untrained: bool = False) -> tuple[nn.Module, bool]:
+    """A newly built (cold) model on ``device`` and whether it is trained.
+
+    Missing weights are an error (the one that says where they were expected), never a silently untrained
+    count: a misspelt path with wrong constructor arguments would otherwise count another network. Only a
+    registered entry of the kit, and only with ``untrained`` (``--untrained``), is counted and timed without
+    weights -- said in every table it appears in."""
+    if weights is None and not entry.has_default_weights() and untrained and entry.source is None:
         return prepare_model(entry.build(), device), False
     return prepare_model(entry.load(weights).model, device), True
 

@@ -21,13 +21,15 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, FuncFormatter, MultipleLocator
 
 from benchmarks.table3 import (
-    DECIMALS, DERIVED_COLUMNS, EXTRA_COLUMNS, NOTES_KEY, PUBLISHED, REFERENCE_COLUMNS,
+    DECIMALS, DERIVED_COLUMNS, EXTRA_COLUMNS, NOTES_KEY, PUBLISHED, PUBLISHED_PSNR_SET, REFERENCE_COLUMNS,
 )
 from esrkit.atomic import atomic_path, atomic_write
 from esrkit.errors import KitError
 from esrkit.ranking import pareto_front
 
 DAGGER = "†"
+OTHER_SET = "‡"  # a measured PSNR from another set than the published column's
+NOT_GPU = "(not a GPU time: unranked)"
 DEVICE_FOOTNOTE = (
     "measured on {devices}; published times were measured on the challenge's GPU{published}, so runtime "
     "ranks that mix the two are indicative only — compare via the same-machine ratio to a baseline "
@@ -50,13 +52,28 @@ def _checked(df: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in REFERENCE_COLUMNS if c not in df.columns]
     if missing:
         raise KitError(f"cannot render: column(s) {', '.join(missing)} missing")
-    # Only a row without GPU memory (a CPU run) may lack its Mem. rank and Overall.
+    # Only a row without GPU memory (a CPU run) may lack its Mem. rank and Overall, and only a runtime not timed on
+    # a GPU its runtime rank.
     no_mem = df["mem_M"].isna()
-    optional = {"mem_M_rank", "overall", "overall_rank"}
-    empty = [c for c in DERIVED_COLUMNS if (df[c].isna() & ~(no_mem if c in optional else False)).any()]
+    off_gpu = ~_on_gpu(df)
+    optional = {"mem_M_rank": no_mem, "overall": no_mem | off_gpu, "overall_rank": no_mem | off_gpu,
+                "time_ave_rank": off_gpu}
+    empty = [c for c in DERIVED_COLUMNS if (df[c].isna() & ~optional.get(c, False)).any()]
     if empty:
         raise KitError(f"cannot render: {', '.join(empty)} not computed — call benchmarks.table3.rerank first")
     return df.sort_values("time_ave_rank").reset_index(drop=True)
+
+
+def _on_gpu(df: pd.DataFrame) -> pd.Series:
+    """Whether each row's runtime was measured on a GPU (published rows: yes)."""
+    if "timed_on_gpu" not in df.columns:
+        return pd.Series(True, index=df.index)
+    return df["timed_on_gpu"].fillna(True).astype(bool)
+
+
+def _other_set(row: pd.Series) -> bool:
+    """A measured PSNR from another set than the published column's (DIV2K valid): shown marked, never as "Val"."""
+    return _is_measured(row) and str(row.get("psnr_set", PUBLISHED_PSNR_SET)) != PUBLISHED_PSNR_SET
 
 
 def _notes(df: pd.DataFrame, notes: Sequence[str] | None) -> list[str]:
@@ -105,6 +122,15 @@ def _devices(df: pd.DataFrame, published_device: str | None) -> list[str]:
     return sorted({str(r.get("device", "")) or "an unnamed device" for r in rows})
 
 
+def _other_set_footnote(df: pd.DataFrame) -> str:
+    """The footnote of PSNRs measured on another set than the published column's, or ''."""
+    sets = sorted({str(r["psnr_set"]) for _, r in df.iterrows() if _other_set(r) and not pd.isna(r["psnr_val"])})
+    if not sets:
+        return ""
+    return (f"PSNR measured on {'; '.join(sets)}, not on {PUBLISHED_PSNR_SET} as the published column: shown for "
+            f"reference, not comparable with it (and not plotted against it).")
+
+
 def _device_footnote(df: pd.DataFrame, published_device: str | None) -> str:
     """The dagger footnote, or '' when no runtime needs one."""
     devices = _devices(df, published_device)
@@ -133,11 +159,13 @@ def _plain(column: str) -> Cell:
 def _layout(sub: Callable[[str], str]) -> list[tuple[str, Cell]]:
     """The columns of the paper's Table 3, rank shown by ``sub``."""
     return [
-        ("Val PSNR [dB]", lambda r, m: _num(r["psnr_val"], "psnr_val")),
+        ("Val PSNR [dB]", lambda r, m: _num(r["psnr_val"], "psnr_val") + (OTHER_SET if _other_set(r) and
+                                                                            not pd.isna(r["psnr_val"]) else "")),
         ("Test PSNR [dB]", lambda r, m: _num(r["psnr_test"], "psnr_test")),
         ("Val time [ms]", lambda r, m: m(_num(r["time_val"], "time_val"), r)),
         ("Test time [ms]", lambda r, m: m(_num(r["time_test"], "time_test"), r)),
-        ("Ave time [ms]", lambda r, m: m(_num(r["time_ave"], "time_ave"), r) + sub(str(int(r["time_ave_rank"])))),
+        ("Ave time [ms]", lambda r, m: m(_num(r["time_ave"], "time_ave"), r) + (
+            sub(str(int(r["time_ave_rank"]))) if not pd.isna(r["time_ave_rank"]) else " " + NOT_GPU)),
         ("Params [M]", _ranked("params_M", sub)),
         ("FLOPs [G]", _ranked("flops_G", sub)),
         ("Acts [M]", _ranked("acts_M", sub)),
@@ -190,6 +218,9 @@ def to_markdown(df: pd.DataFrame, notes: Sequence[str] | None = None, *, publish
     foot = _device_footnote(rows, published_device)
     if foot:
         lines += ["", f"{DAGGER} {foot}"]
+    other = _other_set_footnote(rows)
+    if other:
+        lines += ["", f"{OTHER_SET} {other}"]
     all_notes = _notes(df, notes) + _row_notes(rows)
     if all_notes:
         lines += ["", "### Notes", ""] + [f"- {n}" for n in all_notes]
@@ -214,13 +245,17 @@ def to_latex(df: pd.DataFrame, notes: Sequence[str] | None = None, *, published_
     def mark(text: str, row: pd.Series) -> str:
         return f"{text}$^\\dagger$" if _other_gpu(row, published_device) and text != "—" else text
 
-    header = ["Team"] + [_tex(h) for h, _ in layout]
+    with_ratio = _has_ratio(rows)
+    header = ["Team"] + [_tex(h) for h, _ in layout] + (["Time / baseline"] if with_ratio else [])
     out = [r"% requires \usepackage{booktabs}", r"\begin{table*}[t]", r"\centering", r"\scriptsize",
-           r"\setlength{\tabcolsep}{3pt}", r"\begin{tabular}{l" + "r" * len(layout) + "}", r"\toprule",
+           r"\setlength{\tabcolsep}{3pt}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
            " & ".join(header) + r" \\", r"\midrule"]
     for _, row in rows.iterrows():
         # '9.00$^\dagger$$_{(1)}$' -> '9.00$^\dagger_{(1)}$'
         cells = [c.replace("—", "--").replace("$$", "") for c in (cell(row, mark) for _, cell in layout)]
+        cells = [c.replace(OTHER_SET, r"$^\ddagger$") for c in cells]
+        if with_ratio:
+            cells.append(_tex(_ratio(row)).replace("×", r"$\times$"))
         team = _tex(str(row["team"]))
         team = rf"\textit{{{team}}}$^\ast$" if _is_measured(row) else team
         out.append(" & ".join([team] + cells) + r" \\")
@@ -230,6 +265,9 @@ def to_latex(df: pd.DataFrame, notes: Sequence[str] | None = None, *, published_
     foot = _device_footnote(rows, published_device)
     if foot:
         caption += r" $^\dagger$" + _tex(foot.replace("—", "--").replace("÷", "/"))
+    other = _other_set_footnote(rows)
+    if other:
+        caption += r" $^\ddagger$" + _tex(other)
     caption = caption.replace("×", r"$\times$")
     out += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption + "}",
             r"\label{tab:ntire2023-esr-reranked}", r"\end{table*}"]
@@ -336,7 +374,8 @@ def plot(df: pd.DataFrame, path: str | Path, *, published_device: str | None = N
         if col not in df.columns:
             raise KitError(f"cannot plot: column {col!r} missing")
     no_psnr = df["team"][df["psnr_val"].isna()].astype(str).tolist()  # untrained, or no validation images
-    data = df[df["psnr_val"].notna()].reset_index(drop=True)
+    other_set = [str(r["team"]) for _, r in df.iterrows() if _other_set(r) and not pd.isna(r["psnr_val"])]
+    data = df[df["psnr_val"].notna() & ~df["team"].astype(str).isin(other_set)].reset_index(drop=True)
     measured = np.array([_is_measured(r) for _, r in data.iterrows()], dtype=bool)
     other_gpu = np.array([_other_gpu(r, published_device) for _, r in data.iterrows()], dtype=bool)
     teams = data["team"].astype(str).tolist()
@@ -400,9 +439,11 @@ def plot(df: pd.DataFrame, path: str | Path, *, published_device: str | None = N
         axes[0].text(0.01, 0.01, f"{DAGGER} measured on {', '.join(other_devices)}: not the challenge's GPU — "
                      "runtimes\nare not directly comparable; use the same-run ratio to a baseline.",
                      transform=axes[0].transAxes, fontsize=8, color="#8A4A0F", va="bottom")
-    if no_psnr:
-        axes[1].text(0.01, 0.99, f"not plotted (no PSNR: untrained or no validation set): {', '.join(no_psnr)}",
-                     transform=axes[1].transAxes, fontsize=8, color="#8A4A0F", va="top")
+    unplotted = ([f"no PSNR (untrained or no validation set): {', '.join(no_psnr)}"] if no_psnr else []) + (
+        [f"PSNR on another set than DIV2K valid: {', '.join(other_set)}"] if other_set else [])
+    if unplotted:
+        axes[1].text(0.01, 0.99, "not plotted -- " + "; ".join(unplotted), transform=axes[1].transAxes, fontsize=8,
+                     color="#8A4A0F", va="top")
 
     handles = [Line2D([], [], ls="", marker="o", ms=9, mfc=PUBLISHED_COLOUR, mec="white", alpha=0.6,
                       label="published (NTIRE 2023 Table 3)")]

@@ -153,7 +153,7 @@ def psnr_pass(model: nn.Module, entry: Entry, device: torch.device, sets: Sequen
 def measure_entry(entry: Entry, weights: Path | None, device: torch.device, sizes: Sequence[tuple[int, int]],
                   runs: int, variants: dict[str, FastOptions], sets: Sequence[Split]) -> EntryRows:
     """The challenge protocol and every variant of one entry (see the module docstring)."""
-    model, trained = fresh_model(entry, weights, device)
+    model, trained = fresh_model(entry, weights, device, untrained=True)
     inputs = {f"{h}x{w}": random_lr(h, w, entry.data_range, device) for h, w in sizes}
     challenge = Row("challenge protocol", CHALLENGE_ENGINE)
     torch.backends.cudnn.benchmark = False
@@ -215,7 +215,7 @@ class Loop:
 def end_to_end(entry: Entry, weights: Path | None, device: torch.device, split: Split, rounds: int, ssim: bool,
                work: Path, decode_workers: int, write_workers: int) -> tuple[list[Loop], bool]:
     """Wall time of the sequential and the pipelined loops on ``split``, SR images saved, loops alternating."""
-    model, trained = fresh_model(entry, weights, device)
+    model, trained = fresh_model(entry, weights, device, untrained=True)
     for pair in split.pairs:  # the same page cache for every loop
         for path in (pair.hr_path, pair.lr_path):
             if path is not None:
@@ -277,7 +277,7 @@ def profile(entry: Entry, weights: Path | None, device: torch.device, size: tupl
     """Where the GPU time goes: the challenge path's and the fp16 channels_last eager path's top kernels."""
     if device.type != "cuda":
         return ["## Profile", "", "CUDA only: skipped."]
-    model = fresh_model(entry, weights, device)[0]
+    model = fresh_model(entry, weights, device, untrained=True)[0]
     x = random_lr(*size, entry.data_range, device)
     lines = ["## Profile: top GPU kernels", "",
              f"{entry.name} at {size[0]}x{size[1]}, torch.profiler (CUDA activity), per forward, mean of 10. Eager paths "

@@ -48,7 +48,9 @@ FLOAT_COLUMNS: tuple[str, ...] = tuple(
     c for c in REFERENCE_COLUMNS if c != "team" and c not in INT_COLUMNS
 )
 # Extra columns (after the reference ones) that every frame of this module carries.
-EXTRA_COLUMNS: tuple[str, ...] = ("source", "device", "note", "time_ratio_to_baseline", "baseline")
+EXTRA_COLUMNS: tuple[str, ...] = ("source", "device", "note", "time_ratio_to_baseline", "baseline", "psnr_set",
+                                   "timed_on_gpu")
+PUBLISHED_PSNR_SET = "DIV2K valid (100 images)"  # what Table 3's Val PSNR column was measured on
 
 DECIMALS: dict[str, int] = {
     "time_ave": 2, "time_val": 2, "time_test": 2, "psnr_val": 2, "psnr_test": 2,
@@ -121,6 +123,8 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
     df["note"] = ""
     df["time_ratio_to_baseline"] = np.nan
     df["baseline"] = ""
+    df["psnr_set"] = PUBLISHED_PSNR_SET
+    df["timed_on_gpu"] = True
     return df
 
 
@@ -151,6 +155,8 @@ class MeasuredRow:
     note: str = ""
     time_ratio_to_baseline: float | None = None  # runtime / baseline runtime, both measured in the same run
     baseline: str = ""  # the team/entry that ratio refers to
+    psnr_set: str = PUBLISHED_PSNR_SET  # what psnr_val was measured on; another set is shown marked, never as "Val"
+    timed_on_gpu: bool = True  # False (a CPU, Apple MPS): the runtime is shown, never ranked among the GPU times
 
     def __post_init__(self) -> None:
         if not self.team.strip():
@@ -184,6 +190,8 @@ class MeasuredRow:
             "device": self.device, "note": "; ".join(notes),
             "time_ratio_to_baseline": np.nan if self.time_ratio_to_baseline is None else self.time_ratio_to_baseline,
             "baseline": self.baseline,
+            "psnr_set": self.psnr_set,
+            "timed_on_gpu": self.timed_on_gpu,
         }
 
 
@@ -219,7 +227,9 @@ def _as_printed(values: pd.Series, column: str) -> np.ndarray:
 
 
 def _fmt(value: float, column: str) -> str:
-    """A value as the paper prints it."""
+    """A value as the paper prints it ("unranked" for a rank left empty: a runtime not timed on a GPU)."""
+    if pd.isna(value):
+        return "unranked"
     if column in DECIMALS:
         return f"{value:.{DECIMALS[column]}f}"
     return f"{int(value)}"
@@ -262,8 +272,12 @@ def rerank(df: pd.DataFrame) -> pd.DataFrame:
     unmeasured_mem = out["mem_M"].isna().to_numpy()
     printed = {c: _as_printed(out[c].fillna(0), c) for c in RANKED_METRICS}
 
-    time_rank = _ordinal(printed["time_ave"], position)
-    out["time_ave_rank"] = time_rank
+    # A runtime not measured on a GPU (a CPU run) is shown but never ranked among the GPU times: the GPU rows
+    # are ranked as if it were not there, and it comes after them only where a tie-break needs an order.
+    on_gpu = (out["timed_on_gpu"].fillna(True).astype(bool).to_numpy() if "timed_on_gpu" in out.columns
+              else np.ones(len(out), dtype=bool))
+    time_rank = _ordinal((~on_gpu).astype(np.int64), printed["time_ave"], position)
+    out["time_ave_rank"] = pd.array(np.where(on_gpu, time_rank, None).tolist(), dtype="Int64")
     for col in RANKED_METRICS[1:]:
         out[f"{col}_rank"] = _ordinal(printed[col], time_rank)
     # A row without GPU memory (a CPU run) takes part in no memory rank and gets no Overall.
@@ -273,17 +287,19 @@ def rerank(df: pd.DataFrame) -> pd.DataFrame:
     out["model_comp"] = out["params_M_rank"] + out["flops_G_rank"]
     model_comp = out["model_comp"].to_numpy(dtype=np.int64)
     out["model_comp_rank"] = _ordinal(model_comp, time_rank)
-    overall = sum(out[f"{c}_rank"] for c in RANKED_METRICS if c != "mem_M") + mem_rank
+    overall = time_rank + sum(out[f"{c}_rank"].to_numpy(dtype=np.int64) for c in RANKED_METRICS[1:] if c != "mem_M") \
+        + mem_rank
+    overall = pd.Series(overall, index=out.index)
     overall_rank = np.zeros(len(out), dtype=np.int64)
-    ranked = ~unmeasured_mem
+    ranked = ~unmeasured_mem & on_gpu  # Overall sums the memory and runtime ranks: none without either
     overall_rank[ranked] = _ordinal(overall.to_numpy(dtype=np.int64)[ranked], model_comp[ranked], time_rank[ranked])
-    out["overall"] = pd.array(np.where(unmeasured_mem, None, overall).tolist(), dtype="Int64")
-    out["overall_rank"] = pd.array(np.where(unmeasured_mem, None, overall_rank).tolist(), dtype="Int64")
+    out["overall"] = pd.array(np.where(ranked, overall, None).tolist(), dtype="Int64")
+    out["overall_rank"] = pd.array(np.where(ranked, overall_rank, None).tolist(), dtype="Int64")
     for col in DERIVED_COLUMNS:
         out[col] = out[col].astype("Int64")
 
     by_runtime = [("time_ave_rank", "runtime rank")]
-    tie_notes = _tie_notes(out, printed["time_ave"], "time_ave", [], "table order, no rule known")
+    tie_notes = _tie_notes(out[on_gpu], printed["time_ave"][on_gpu], "time_ave", [], "table order, no rule known")
     for col in RANKED_METRICS[1:]:
         rows = ranked if col == "mem_M" else np.ones(len(out), dtype=bool)
         tie_notes += _tie_notes(out[rows], printed[col][rows], col, by_runtime, "the better runtime rank")
@@ -301,6 +317,11 @@ def rerank(df: pd.DataFrame) -> pd.DataFrame:
             "equally, so the organisers' actual key is unknown); an Overall tie that also ties in Model Comp. "
             "goes to the better runtime rank (no published tie tests this)."
         )
+    if not on_gpu.all():
+        notes.append("Not ranked by runtime: " + ", ".join(out["team"][~on_gpu]) + " (timed on "
+                     + ", ".join(sorted({str(d) for d in out["device"][~on_gpu]})) + ", not a GPU): their runtimes "
+                     "are shown but not placed among the published GPU runtimes; the same-run ratio to the baseline "
+                     "is what compares them.")
     if unmeasured_mem.any():
         notes.append("No GPU memory for " + ", ".join(out["team"][unmeasured_mem]) + " (not run on a GPU): "
                      "no Mem. rank and no Overall score for it.")

@@ -27,7 +27,7 @@ from esrkit.checkpoint import CheckpointFilter, LoadReport, load_weights
 from esrkit.device import cuda_redirected
 from esrkit.errors import KitError, first_line
 from esrkit.options import named_as, option, options
-from esrkit.paths import MODEL_ZOO
+from esrkit.paths import MODEL_ZOO, shared_path
 from esrkit.teamcode import exits_refused
 
 EACH_PREFIX = "each:"
@@ -158,8 +158,15 @@ class Entry:
             raise KitError(f"entry {self.name} has no default weights file: pass {flag} PATH")
         if not path.is_file():
             hint = f"check {flag}" if weights is not None else f"put the file there or pass {flag} PATH"
-            raise KitError(f"weights for {self.name} not found: expected {path}; {hint}")
+            raise KitError(f"weights for {self.name} not found: expected {path}; {hint}{self._official_copy_hint(flag)}")
         return path
+
+    def _official_copy_hint(self, flag: str) -> str:
+        """Where the shared folder holds this registered entry's official weights (the baselines'), if it does."""
+        if self.source is not None:
+            return ""
+        found = sorted(shared_path("weights").glob(f"{self.name.lower()}_*.pth"))
+        return f" (the official weights are in the shared folder: {flag} {found[0]})" if found else ""
 
     def load(self, weights: Path | None = None, model_zoo: Path = MODEL_ZOO, flag: str | None = None) -> "Loaded":
         """The model with its weights loaded and the post-load step applied (see the module docstring)."""

@@ -92,7 +92,8 @@ def test_latex_looks_compilable(report: pd.DataFrame) -> None:
     assert r"\begin{tabular}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
     rows = [ln for ln in tex.splitlines() if ln.endswith(r"\\")]
     assert len(rows) == 1 + 34
-    assert all(ln.count("&") == 12 for ln in rows)
+    # the 12 columns of Table 3 and the same-run ratio the caption's footnote refers to
+    assert all(ln.count("&") == 13 for ln in rows) and "Time / baseline" in tex
     assert "18.30$_{(3)}$" in tex and r"Touch\_Fish" in tex and r"\textit{MLRN\_test}" in tex
     assert r"9.00$^\dagger_{(1)}$" in tex and "$$" not in tex
     body = "\n".join(ln for ln in tex.splitlines() if not ln.startswith("%"))
@@ -149,3 +150,23 @@ def test_score_view_renders(report: pd.DataFrame) -> None:
     md = render.score_to_markdown(score_2024(report, "RFDN (measured)"))
     assert "| 1 | **MLRN_test** ◆ |" in md and "| 2 | **RFDN (measured)** ◆ | 7.3891 |" in md
     assert "No runtime score for 32 row(s)" in md
+
+
+def test_a_cpu_runtime_and_a_benchmark_set_psnr_are_never_passed_off_as_challenge_figures(published) -> None:
+    """A CPU run on Set14: its runtime is not ranked among the published GPU times (they keep their ranks), and its
+    Set14 PSNR is not shown as a DIV2K "Val PSNR" without a mark, nor plotted on the DIV2K axis."""
+    cpu = MeasuredRow(team="MLRN-entire", time_val=337.6, psnr_val=28.27, params_M=0.275, flops_G=16.85, acts_M=97.87,
+                      mem_M=None, num_conv=43, device="CPU x86_64 (2 threads)", timed_on_gpu=False,
+                      psnr_set="Set14 (benchmark layout, 14 images)", time_ratio_to_baseline=0.7, baseline="RFDN")
+    df = rerank(merge(load_published(require(TABLE3)), [cpu]))
+    assert pd.isna(df.set_index("team").loc["MLRN-entire", "time_ave_rank"])
+    same = df[df["source"] == "published"].set_index("team")["time_ave_rank"]
+    assert (same == published.set_index("team").loc[same.index, "time_ave_rank"]).all()  # nothing shifted
+    md = render.to_markdown(df)
+    row = next(line for line in _table_lines(md) if "MLRN-entire" in line)
+    assert "28.27‡" in row and "337.60† (not a GPU time: unranked)" in row
+    assert "‡ PSNR measured on Set14 (benchmark layout, 14 images), not on DIV2K valid" in md
+    assert any("Not ranked by runtime: MLRN-entire (timed on CPU x86_64 (2 threads), not a GPU)" in n
+               for n in df.attrs[NOTES_KEY])
+    tex = render.to_latex(df)
+    assert r"28.27$^\ddagger$" in tex and r"$^\ddagger$PSNR measured on Set14" in tex
