@@ -1,16 +1,18 @@
-"""Command line of the submission kit: ``python -m esrkit.submission {check,package,export,batch} ...``.
+"""Command line of the submission kit: ``python -m esrkit.submission {check,package,export,batch,merge} ...``.
 
     python -m esrkit.submission check --model_file models/team07_NanoSR.py --class_name NanoSR_inference \\
         --init_args '[3, 3]' --data_range 1.0 --year 2025 --data_dir DIR
     python -m esrkit.submission package --model_id MLRN-entire --data_dir DIR --out team23.zip
     python -m esrkit.submission export --model_id MLRN-entire --team 23 --out my_submission
     python -m esrkit.submission batch --spec teams.toml --data_dir DIR --results_dir intake/
+    python -m esrkit.submission batch --spec teams.toml --data_dir DIR --results_dir intake/ --devices all
+    python -m esrkit.submission merge shard1/results.json shard2/results.json --out intake/
 
 Every command takes an entry the same way: ``--model_id`` (a registered entry), ``--model_file`` with
 the team's instructions as flags, or ``--spec FILE [--team N]`` (see ``esrkit/spec.py``).
 Exit codes: 0 all rules passed (check), the upload / files were written (package, export), every team
-was measured (batch); 1 a rule failed / a team failed; 2 a usage error (one line on stderr saying
-what to fix); 130 interrupted.
+was measured (batch), the files were joined (merge); 1 a rule failed / a team failed; 2 a usage error
+(one line on stderr saying what to fix); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ from esrkit.registry import get_entry
 from esrkit.results import ResultsFiles
 from esrkit.spec import (TeamSpec, add_entry_arguments, entry_from_args, load_spec_file, spec_from_args,
                          specs_from_folder)
-from esrkit.submission.batch import OK, REFRESH, SKIPPED, BatchSettings, run_batch, table_markdown
+from esrkit.submission.batch import (OK, REFRESH, SKIPPED, BatchSettings, Dispatch, device_mix, run_batch,
+                                    table_markdown, table_name)
+from esrkit.submission.merge import BOOKKEEPING, BOOKKEEPING_SUFFIX, PREFER, run_merge
+from esrkit.submission.shards import resolve_shard, team_number
+from esrkit.submission.workers import Slot, cpu_slots, cuda_slots, default_threads, device_model, usable_cores
 from esrkit.submission.check import CheckOptions, Submission, run_check
 from esrkit.submission.export import export_entry
 from esrkit.submission.package import PackageOptions, run_package
@@ -108,7 +114,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     batch.add_argument("--in_process", action="store_true",
                        help="run the teams in this process, not one process each (faster; but only the first team "
                             "then has a cold first image, and a team's crash stops the batch)")
+    parallel = batch.add_argument_group("several devices, several machines")
+    parallel.add_argument("--devices", default=None,
+                          help="cuda:0,cuda:1,... or all: one worker per GPU, each team alone on its GPU while it is "
+                               "measured, teams taken from one queue (instead of --device)")
+    parallel.add_argument("--workers", type=int, default=None,
+                          help="N workers on the CPU, the same way (each with --threads torch threads)")
+    parallel.add_argument("--threads", type=int, default=None,
+                          help="torch threads per team (default: torch's own; with --devices / --workers the usable "
+                               "cores divided among the workers). The same --threads makes a sequential and a "
+                               "parallel CPU batch give the same figures (convolutions round differently with "
+                               "another thread count)")
+    parallel.add_argument("--team_timeout", type=float, default=None,
+                          help="seconds a team may run before its process is killed and it is reported as timed out")
+    parallel.add_argument("--shard", default=None,
+                          help="K/N: measure only shard K of N (counted from 1) -- a team's shard is fixed by its "
+                               "number (or name), so adding teams moves no other. Default inside a Slurm array: "
+                               "SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT (counted from SLURM_ARRAY_TASK_MIN)")
     _common(batch)
+
+    merge = sub.add_parser(
+        "merge", help="organisers: join shards' results.json files (and the batch_status.json beside each) into one "
+                      "results folder",
+        description="Join results.json files into DIR/results.json + results.txt, and the batch_status.json files "
+                    "beside the inputs into DIR/batch_status.json. A key held by several inputs must hold the same "
+                    f"figures in each: equal on every key except {', '.join(BOOKKEEPING)} and *{BOOKKEEPING_SUFFIX} "
+                    "(bookkeeping); otherwise the merge is refused, naming the key and both files, unless --prefer "
+                    "says which wins. Nothing is written unless every key is settled.")
+    merge.add_argument("inputs", nargs="+", type=Path, help="results.json files (or the folders that hold them)")
+    merge.add_argument("--out", type=Path, required=True,
+                       help="the folder to write; if it already holds a results.json, that file must be an input")
+    merge.add_argument("--prefer", default=None, choices=PREFER,
+                       help="when one key holds different figures: newest (its 'date'; a tie: the later input), "
+                            "first or last (input order)")
     args = parser.parse_args(argv)
     return args
 
@@ -161,38 +199,105 @@ def batch_specs(args: argparse.Namespace) -> tuple[list[TeamSpec], int | None]:
         specs, year = list(spec_file.teams), spec_file.year
     else:
         specs = specs_from_folder(args.models_dir)
-    if args.teams is not None:
+    if args.teams is not None:  # a team's number: its spec's, else its file name's (teamNN_Name.py)
         wanted = set(args.teams)
-        unknown = wanted - {s.team for s in specs}
+        unknown = wanted - {team_number(s) for s in specs}
         if unknown:
             raise KitError(f"--teams {' '.join(map(str, sorted(unknown)))}: not in the batch "
-                           f"(it has: {', '.join(str(s.team) for s in specs if s.team is not None)})")
-        specs = [s for s in specs if s.team in wanted]
+                           f"(it has: {', '.join(str(n) for n in map(team_number, specs) if n is not None)})")
+        specs = [s for s in specs if team_number(s) in wanted]
     return specs + [TeamSpec(entry=get_entry(name).name) for name in args.entries], year
+
+
+def batch_slots(args: argparse.Namespace) -> list[Slot] | None:
+    """The workers ``--devices`` / ``--workers`` ask for (None: one team after another on ``--device``)."""
+    if args.devices is None and args.workers is None:
+        return None
+    if args.in_process:
+        raise KitError("--devices / --workers run each team in a process of its own: drop --in_process")
+    if args.devices is not None and args.workers is not None:
+        raise KitError("--devices runs one worker per GPU, --workers N workers on the CPU: give one of them")
+    if args.devices is not None:
+        if args.device != "auto":
+            raise KitError(f"--device {args.device} and --devices {args.devices}: give one of them")
+        slots = cuda_slots(args.devices)
+        models = {device_model(slot.name) for slot in slots}
+        if len(models) > 1:
+            raise KitError(f"--devices {args.devices} holds GPUs of different models ({'; '.join(sorted(models))}): "
+                           f"their runtimes would not compare; give the devices of one model")
+        return slots
+    if args.device not in ("auto", "cpu"):
+        raise KitError(f"--workers runs the teams on the CPU, not on --device {args.device}: for GPUs use --devices")
+    return cpu_slots(args.workers)
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
     if args.runs < 0:
         raise KitError(f"--runs {args.runs}: give the number of warm repeats per image (0: none)")
+    if args.threads is not None and args.threads < 1:
+        raise KitError(f"--threads {args.threads}: give the torch threads per team (1 or more)")
+    if args.team_timeout is not None and not args.team_timeout > 0:
+        raise KitError(f"--team_timeout {args.team_timeout:g}: give the seconds a team may run (more than 0)")
+    if args.team_timeout is not None and args.in_process:
+        raise KitError("--team_timeout stops a team's own process: drop --in_process")
+    shard = resolve_shard(args.shard)
+    slots = batch_slots(args)
     specs, spec_year = batch_specs(args)
-    device = pick_device(args.device)  # checked here, once; each team's process opens it again
-    settings = BatchSettings(args.data_dir, args.split, args.layout, args.year or spec_year, str(device),
+    progress = Progress(enabled=False if args.quiet else None)
+    if slots is None:
+        device = str(pick_device(args.device))  # checked here, once; each team's process opens it again
+        threads = args.threads
+    else:  # the GPUs are checked without opening them here: each team's process opens its own
+        device = "cpu" if slots[0].device == "cpu" else slots[0].name
+        threads = args.threads if args.threads is not None else default_threads(len(slots))
+        how = "--threads" if args.threads is not None else f"{usable_cores()} usable cores / {len(slots)} workers"
+        where = "on the CPU" if device == "cpu" else f"on {', '.join(slot.name for slot in slots)}"
+        progress.write(f"{len(slots)} worker{'s' if len(slots) != 1 else ''} {where}, each team alone on its worker; "
+                       f"{threads} torch thread{'s' if threads != 1 else ''} per team ({how})")
+    settings = BatchSettings(args.data_dir, args.split, args.layout, args.year or spec_year, device,
                              ssim=args.ssim, warm_runs=args.runs, default_data_range=args.data_range,
-                             save_dir=args.save_dir)
+                             save_dir=args.save_dir, threads=threads)
     split = settings.open_split()
     convention = Convention.for_run(settings.year, split.layout)
-    progress = Progress(enabled=False if args.quiet else None)
     results = ResultsFiles(args.results_dir, include_test=False, hybrid_test=False)
-    outcomes = run_batch(specs, settings, results, args.refresh, isolate=not args.in_process, progress=progress)
-    print(table_markdown(outcomes, convention, split))
+    if shard is not None:
+        mine = shard.select(specs)
+        progress.write(f"shard {shard} ({shard.source}): {len(mine)} of the batch's {len(specs)} teams")
+        if not mine:
+            print(f"shard {shard}: no team of this batch falls in it ({len(specs)} teams over {shard.count} shards); "
+                  f"nothing to do")
+            return EXIT_OK
+    dispatch = None if slots is None and args.team_timeout is None else Dispatch(
+        tuple(slots) if slots is not None else (Slot(device, device),), args.team_timeout)
+    outcomes = run_batch(specs, settings, results, args.refresh, isolate=not args.in_process, progress=progress,
+                         dispatch=dispatch, shard=shard)
+    print(table_markdown(outcomes, convention, split, shard, len(specs)))
     failed = [o for o in outcomes if o.status not in (OK, SKIPPED)]
+    table = "" if shard is None else f"; this shard's table in {results.folder / table_name(shard)}"
     print(f"{len(outcomes) - len(failed)} of {len(outcomes)} measured or already measured; {len(failed)} failed; "
-          f"results in {results.json_path} and {results.txt_path}")
+          f"results in {results.json_path} and {results.txt_path}{table}")
     return EXIT_OK if not failed else EXIT_FAILED
 
 
+def run_merge_command(args: argparse.Namespace) -> int:
+    result = run_merge(args.inputs, args.out, args.prefer)
+    notes = []
+    if result.identical:
+        notes.append(f"{len(result.identical)} held identically by several inputs")
+    if result.preferred:
+        notes.append(f"{len(result.preferred)} settled by --prefer {args.prefer} ({', '.join(result.preferred)})")
+    status = (f"; {len(result.status)} team records from {len(result.status_files)} batch_status.json file(s) into "
+              f"{args.out / 'batch_status.json'}" if result.status else "")
+    print(f"merged {len(result.entries)} entries from {len(args.inputs)} file(s) into {args.out / 'results.json'} and "
+          f"results.txt{' (' + '; '.join(notes) + ')' if notes else ''}{status}")
+    mix = device_mix(result.entries.values())
+    if mix is not None:
+        print(f"warning: the entries were {mix}", file=sys.stderr)
+    return EXIT_OK
+
+
 COMMANDS = {"check": run_check_command, "package": run_package_command, "export": run_export,
-            "batch": run_batch_command}
+            "batch": run_batch_command, "merge": run_merge_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,172 @@
+"""``merge``: shards' results folders joined into one -- results.json + results.txt, and the
+batch_status.json files found beside the inputs -- for a round run over machines without a shared
+folder.
+
+Two inputs may hold the same key (a team measured by two shards, or measured again): that is fine when
+the two entries hold the same figures, and refused otherwise -- one line naming the key, both files
+and the keys that differ -- unless ``--prefer`` says which wins (``newest``: the later ``date``, of
+two equally new the later input; ``first`` / ``last``: the input given first / last). "The same
+figures" means equal on every key but :data:`BOOKKEEPING` and ``*_wall_s`` (when the entry was
+written, how long the whole pass took): runtimes are figures, so one team timed twice is two
+different entries.
+
+Nothing is written unless every input reads and every key is settled; the output folder's
+results.json and results.txt are replaced together (:class:`esrkit.results.ResultsFiles`), its
+batch_status.json atomically, each under the folder's lock. An output folder that already holds
+results is merged into only when it is one of the inputs (nothing of it is replaced silently).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from esrkit.atomic import atomic_write
+from esrkit.errors import KitError
+from esrkit.results import JSON_NAME, ResultsFiles, folder_lock, read_results
+from esrkit.submission.batch import OK, STATUS_NAME, read_status
+
+PREFER = ("newest", "first", "last")
+BOOKKEEPING = ("date",)  # and every key ending in BOOKKEEPING_SUFFIX
+BOOKKEEPING_SUFFIX = "_wall_s"
+
+
+def figure_keys(entry: Any) -> dict[str, Any]:
+    """What is compared between two entries of one key: every key but the bookkeeping ones."""
+    if not isinstance(entry, dict):
+        return {"": entry}
+    return {k: v for k, v in entry.items() if k not in BOOKKEEPING and not k.endswith(BOOKKEEPING_SUFFIX)}
+
+
+def differing_keys(a: Any, b: Any) -> list[str]:
+    """The figure keys on which two entries differ (none: the same figures)."""
+    fa, fb = figure_keys(a), figure_keys(b)
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k, _MISSING) != fb.get(k, _MISSING))
+
+
+_MISSING = object()
+
+
+def _date(entry: Any, key: str, source: Path) -> datetime.datetime:
+    value = entry.get("date") if isinstance(entry, dict) else None
+    try:
+        date = datetime.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        date = None
+    if date is None:
+        raise KitError(f"{key} in {source} has no date to tell which is newer: choose --prefer first or --prefer last")
+    return date if date.tzinfo is not None else date.replace(tzinfo=datetime.timezone.utc)
+
+
+@dataclass
+class MergeResult:
+    """What a merge wrote: the entries (each with the input it came from), the keys settled by ``--prefer``,
+    the keys several inputs held identically, and the batch_status records merged."""
+
+    entries: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, Path] = field(default_factory=dict)
+    preferred: list[str] = field(default_factory=list)
+    identical: list[str] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    status_files: list[Path] = field(default_factory=list)
+
+
+def input_paths(inputs: Sequence[Path]) -> list[Path]:
+    """Each input as a results.json path (a folder stands for the results.json in it), each once."""
+    paths, seen = [], set()
+    for given in inputs:
+        path = Path(given).expanduser()
+        path = path / JSON_NAME if path.is_dir() else path
+        if not path.is_file():
+            raise KitError(f"{given}: no such results file (give A/results.json, or the folder that holds it)")
+        if path.resolve() in seen:
+            raise KitError(f"{given} is given twice: give each results file once")
+        seen.add(path.resolve())
+        paths.append(path)
+    if not paths:
+        raise KitError("merge needs results files: merge A/results.json B/results.json ... --out DIR")
+    return paths
+
+
+def merge_entries(paths: Sequence[Path], prefer: str | None = None) -> MergeResult:
+    """Join the inputs' entries (see the module docstring); order: by first appearance."""
+    if prefer is not None and prefer not in PREFER:
+        raise KitError(f"--prefer {prefer!r}: choose one of {', '.join(PREFER)}")
+    result = MergeResult()
+    for path in paths:
+        for key, entry in read_results(path).items():
+            if key not in result.entries:
+                result.entries[key], result.sources[key] = entry, path
+                continue
+            kept, kept_from = result.entries[key], result.sources[key]
+            differ = differing_keys(kept, entry)
+            if not differ:
+                result.identical.append(key)
+                if prefer == "last":
+                    result.sources[key] = path
+                continue
+            if prefer is None:
+                shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+                raise KitError(f"{key}: {kept_from} and {path} hold different figures ({shown}): choose which wins "
+                               f"with --prefer newest|first|last, or leave one file out; nothing was written")
+            if prefer == "last" or (prefer == "newest" and _date(entry, key, path) >= _date(kept, key, kept_from)):
+                result.entries[key], result.sources[key] = entry, path
+            result.preferred.append(key)
+    return result
+
+
+def merge_status(paths: Sequence[Path], result: MergeResult) -> None:
+    """The batch_status.json files beside the inputs, joined per team: the record from the input whose results
+    entry was kept for its key; for a team without one (failed everywhere), an ``ok`` record before others,
+    then the newest."""
+    records: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for path in paths:
+        status_path = path.parent / STATUS_NAME
+        if status_path.is_file():
+            result.status_files.append(status_path)
+            for label, record in read_status(status_path).items():
+                if isinstance(record, dict):
+                    records.setdefault(label, []).append((path, record))
+    for label, candidates in records.items():
+        chosen = [r for p, r in candidates if result.sources.get(r.get("key")) == p]
+        if not chosen:
+            chosen = sorted((r for _, r in candidates),
+                            key=lambda r: (r.get("status") == OK, str(r.get("date", ""))))[-1:]
+        result.status[label] = chosen[-1]
+
+
+def check_output(out: Path, paths: Sequence[Path]) -> None:
+    """``out``'s results.json / batch_status.json are written over only when they are inputs (or beside one)."""
+    inputs = {p.resolve() for p in paths}
+    folders = {p.resolve().parent for p in paths}
+    existing = out / JSON_NAME
+    if existing.exists() and existing.resolve() not in inputs:
+        raise KitError(f"{existing} exists and is not one of the inputs: add it as an input (to merge into it) or "
+                       f"choose an empty --out")
+    status = out / STATUS_NAME
+    if status.exists() and out.resolve() not in folders:
+        raise KitError(f"{status} exists and no input is beside it: add {existing} as an input or choose an "
+                       f"empty --out")
+
+
+def run_merge(inputs: Sequence[Path], out: Path, prefer: str | None = None) -> MergeResult:
+    """Merge the inputs into ``out`` (see the module docstring)."""
+    paths = input_paths(inputs)
+    out = Path(out).expanduser()
+    results = ResultsFiles(out)
+    results.preflight()
+    check_output(out, paths)
+    result = merge_entries(paths, prefer)
+    merge_status(paths, result)
+    values = [v for v in result.entries.values() if isinstance(v, dict)]
+    results.include_test = any("test_ave_runtime" in v for v in values)
+    results.hybrid_test = any("hybrid_test_ave_runtime" in v for v in values) and not any(
+        "valid_ave_runtime" in v for v in values)
+    results.merge(result.entries)
+    if result.status:
+        with folder_lock(out):
+            atomic_write(out / STATUS_NAME, json.dumps(result.status, indent=2) + "\n")
+    return result

@@ -1,0 +1,320 @@
+"""Where and how a batch's team processes run: one slot per GPU (or per CPU worker), one queue, one team
+process at a time per slot, its output relayed line by line, a time limit, and a clean stop.
+
+A slot is a device a team has to itself while it is measured: a GPU (``--devices``), shown to the team's
+process as its only device through ``CUDA_VISIBLE_DEVICES`` (so that a file that hard-codes ``cuda:0``
+still lands on its own GPU, and no CUDA context of the team's ever opens on another one; a
+``CUDA_VISIBLE_DEVICES`` the batch itself runs under -- Slurm sets one -- is respected: slot ``cuda:1``
+is the second device of that list), or a CPU worker (``--workers N``), given ``--threads T`` torch threads
+so that N workers do not oversubscribe the cores.
+
+Each team process runs in a session of its own, so that it and whatever it starts are stopped
+together: past ``--team_timeout``, on Ctrl-C, or when the batch is terminated (SIGTERM), it is sent
+SIGTERM (a team process turns that into a clean stop: a results merge in progress is undone, never
+left half-done), then SIGKILL after a grace period. Its stdout carries its one-line reply (marked, so
+that a team's own prints cannot be taken for it); every other line of it, and of its stderr when
+several teams run at once, is relayed whole, prefixed with the team's key, so that parallel teams'
+lines never interleave mid-line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
+
+import torch
+
+from esrkit.errors import KitError
+
+POLL_S = 0.1  # how often a waiting worker looks at its team process and at the stop signal
+GRACE_S = 5.0  # between SIGTERM and SIGKILL when a team process is stopped
+REPLY_MARK = "@esrkit-batch-reply "  # starts the team process's reply line on its stdout
+J = TypeVar("J")
+O = TypeVar("O")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One place a team runs alone: ``name`` as the batch sees it (``cuda:1``, ``cpu worker 2``), ``device``
+    as the team's process is told it, and what that process's environment gets."""
+
+    name: str
+    device: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a Slurm allocation's, a cgroup's), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - platforms without sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(slots: int) -> int:
+    """Torch threads per team process when several run at once: the usable cores shared out, at least 1."""
+    return max(1, usable_cores() // max(1, slots))
+
+
+def cpu_slots(workers: int) -> list[Slot]:
+    if workers < 1:
+        raise KitError(f"--workers {workers}: give the number of CPU workers (1 or more)")
+    return [Slot(f"cpu worker {i + 1}", "cpu") for i in range(workers)]
+
+
+def cuda_slots(text: str) -> list[Slot]:
+    """``all`` or ``cuda:0,cuda:1,...``: one slot per GPU, checked without opening a CUDA context here."""
+    if not torch.cuda.is_available() or torch.cuda.device_count() == 0:
+        raise KitError(f"--devices {text}: no CUDA device is available here; use --workers N for CPU workers")
+    count = torch.cuda.device_count()
+    if text.strip() == "all":
+        indices = list(range(count))
+    else:
+        indices = []
+        for part in (p.strip() for p in text.split(",")):
+            prefix, _, number = part.partition(":")
+            if prefix != "cuda" or not number.isdigit():
+                raise KitError(f"--devices {text}: {part!r} is not a CUDA device; give cuda:0,cuda:1,... or all "
+                               f"(for CPU workers: --workers N)")
+            if int(number) >= count:
+                raise KitError(f"--devices {text}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+            if int(number) in indices:
+                raise KitError(f"--devices {text}: {part} is given twice; a team has its device to itself, so each "
+                               f"device is one worker")
+            indices.append(int(number))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",")] if visible is not None else None
+    return [Slot(f"cuda:{k}", "cuda:0", {"CUDA_VISIBLE_DEVICES": ids[k] if ids else str(k)}) for k in indices]
+
+
+def device_model(device: str) -> str:
+    """What a device is, for a fingerprint: ``cpu``, ``mps``, or ``cuda <model name>`` -- the same for every
+    GPU of one model, so that a team measured on cuda:1 is not measured again for landing on cuda:0."""
+    kind = torch.device(device)
+    if kind.type != "cuda":
+        return kind.type
+    return f"cuda {torch.cuda.get_device_name(kind.index or 0)}"
+
+
+# --- stopping ---------------------------------------------------------------------------------------
+
+
+class Stop:
+    """Shared by the workers of one batch: set on Ctrl-C (or SIGTERM); knows the live team processes."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._live: set[TeamProcess] = set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+    @contextlib.contextmanager
+    def tracking(self, process: "TeamProcess") -> Iterator[None]:
+        with self._lock:
+            self._live.add(process)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._live.discard(process)
+
+    def kill_all(self) -> None:
+        """SIGKILL every live team process now (a second Ctrl-C: no grace period)."""
+        with self._lock:
+            live = list(self._live)
+        for process in live:
+            process.signal_group(signal.SIGKILL)
+
+
+# --- one team process ------------------------------------------------------------------------------
+
+
+class TeamProcess:
+    """One team's process (see the module docstring): start it, wait for it, stop it."""
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], write: Callable[[str], None], tag: str,
+                 relay_stderr: bool) -> None:
+        self.reply: str | None = None
+        self._write, self._tag = write, tag
+        self._proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if relay_stderr else None, env={**os.environ, **env}, start_new_session=True,
+            text=True, encoding="utf-8", errors="replace")
+        pipes = [p for p in (self._proc.stdout, self._proc.stderr) if p is not None]
+        self._readers = [threading.Thread(target=self._read, args=(pipe,), daemon=True) for pipe in pipes]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            if pipe is self._proc.stdout and line.startswith(REPLY_MARK):
+                self.reply = line[len(REPLY_MARK):]
+            elif line.strip():
+                with contextlib.suppress(OSError, ValueError):  # keep draining: a full pipe would block the team
+                    self._write(f"[{self._tag}] {line.rstrip()}")
+
+    def _exited(self) -> bool:
+        """Whether the process has ended, without reaping it: until it is reaped its process group id cannot
+        be reused, so signalling the group never reaches an unrelated process."""
+        try:
+            return os.waitid(os.P_PID, self._proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+    def wait(self, seconds: float | None, stop: Stop) -> str:
+        """Wait until it ends (``"exited"``), ``seconds`` pass (``"timeout"``) or ``stop`` is set (``"stopped"``)."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while not self._exited():
+            if stop.is_set():
+                return "stopped"
+            if deadline is not None and time.monotonic() >= deadline:
+                return "timeout"
+            stop.wait(POLL_S)
+        return "exited"
+
+    def signal_group(self, sig: int) -> None:
+        """``sig`` to its process group -- only while it is not reaped (see :meth:`_exited`)."""
+        if self._proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    def terminate(self) -> None:
+        """SIGTERM to its process group, then SIGKILL once the grace period is over."""
+        self.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_S
+        while not self._exited() and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        self.signal_group(signal.SIGKILL)
+
+    def finish(self) -> int:
+        """Once it has ended: end whatever it left running in its group, reap it, read the rest of its output;
+        its exit code (negative: the signal that ended it)."""
+        self.signal_group(signal.SIGKILL)
+        code = self._proc.wait()
+        for reader in self._readers:
+            reader.join()
+        return code
+
+
+@dataclass
+class Ended:
+    """How a team process ended: its exit code, its reply line (None when it gave none), and whether the
+    batch stopped it for running past the time limit."""
+
+    code: int
+    reply: str | None
+    timed_out: bool = False
+
+
+def run_team_process(argv: Sequence[str], env: Mapping[str, str], write: Callable[[str], None], tag: str,
+                     relay_stderr: bool, timeout: float | None, stop: Stop) -> Ended | None:
+    """Run one team process to its end (or past ``timeout``: stopped); None when the batch was stopped."""
+    process = TeamProcess(argv, env, write, tag, relay_stderr)
+    with stop.tracking(process):
+        how = process.wait(timeout, stop)
+        if how != "exited":
+            process.terminate()
+        code = process.finish()
+    if how == "stopped":
+        return None
+    return Ended(code, process.reply, timed_out=how == "timeout")
+
+
+# --- the pool ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the workers run, SIGTERM (``kill``, ``scancel``, a time limit) stops the batch as Ctrl-C does, so
+    that its team processes -- in sessions of their own, out of reach of a signal to the batch's group --
+    are stopped too. Only the main thread can install a handler; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class Pool(Generic[J, O]):
+    """One queue of jobs, one worker thread per slot (see the module docstring).
+
+    ``run(job, slot, stop)`` gives the job's outcome, or None when ``stop`` was set meanwhile;
+    ``done(job, outcome, slot)`` is called for each outcome, one call at a time (a lock held).
+    """
+
+    slots: Sequence[Slot]
+    run: Callable[[J, Slot, Stop], O | None]
+    done: Callable[[J, O, Slot], None]
+    stop: Stop = field(default_factory=Stop)
+
+    def map(self, jobs: Sequence[J]) -> None:
+        """Run every job; on Ctrl-C stop the workers and their team processes, keep what finished, re-raise."""
+        pending: queue.SimpleQueue[J] = queue.SimpleQueue()
+        for job in jobs:
+            pending.put(job)
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def work(slot: Slot) -> None:
+            while not self.stop.is_set():
+                try:
+                    job = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    outcome = self.run(job, slot, self.stop)
+                    if outcome is None:
+                        return
+                    with lock:
+                        self.done(job, outcome, slot)
+                except BaseException as exc:  # noqa: BLE001 - e.g. a status file that cannot be written: stop all
+                    errors.append(exc)
+                    self.stop.set()
+                    return
+
+        workers = [threading.Thread(target=work, args=(slot,), name=f"batch worker {slot.name}", daemon=True)
+                   for slot in self.slots[:max(1, len(jobs))]]
+        with sigterm_as_interrupt():
+            for worker in workers:
+                worker.start()
+            try:
+                self._join(workers)
+            except KeyboardInterrupt:
+                self.stop.set()
+                self._join(workers, on_interrupt=self.stop.kill_all)
+                raise
+        if errors:
+            raise errors[0]
+
+    @staticmethod
+    def _join(workers: Sequence[threading.Thread], on_interrupt: Callable[[], None] | None = None) -> None:
+        """Wait for every worker (in short joins, so that Ctrl-C is seen at once); once stopping, a further
+        Ctrl-C runs ``on_interrupt`` (kill the team processes now) and the wait goes on."""
+        for worker in workers:
+            while worker.is_alive():
+                try:
+                    worker.join(POLL_S)
+                except KeyboardInterrupt:
+                    if on_interrupt is None:
+                        raise
+                    on_interrupt()
