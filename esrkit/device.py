@@ -97,6 +97,21 @@ def free_device(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` for the block, then back (nothing when None). oneDNN's convolutions round
+    differently with another thread count (~1e-5 dB), so runs compared to the last digit share one."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """As the official kits do: eval mode, no parameter requires grad, moved to the device."""
     model.eval()

@@ -22,6 +22,8 @@ from typing import Iterator, TextIO
 
 from tqdm import tqdm
 
+from esrkit.errors import KitError
+
 LOG_NAME = "esrkit.log"
 LINE_INTERVAL_S = 30.0  # plain lines of a phase with many fast steps: at most one per this many seconds
 
@@ -111,7 +113,12 @@ def run_log(folder: str | Path, name: str = LOG_NAME) -> logging.Logger:
     path = (Path(folder) / name).resolve()
     logger = logging.getLogger(f"esrkit.run.{path}")
     if not logger.handlers:
-        handler = logging.FileHandler(path, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            raise KitError(f"cannot write the run log {path} ({exc.strerror or exc}): choose another results folder "
+                           f"(--results_dir)") from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

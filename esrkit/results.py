@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import json
 import os
 import statistics
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
+from filelock import FileLock
 
 from esrkit import __version__
 from esrkit.atomic import replace_together
@@ -220,16 +220,28 @@ def render_results_txt(results: dict[str, Any], include_test: bool, hybrid_test:
 # --- the two files as one ----------------------------------------------------------------------
 
 
+LOCK_NAME = ".esrkit.lock"
+
+
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on ``folder`` (no lock file is left behind): every read-modify-write of a file in a
-    results folder (results.json + results.txt, batch_status.json) happens under it."""
-    fd = os.open(folder, os.O_RDONLY)
+    """An exclusive lock on a results folder: every read-modify-write of a file in it (results.json + results.txt,
+    batch_status.json) happens under it -- threads, processes, and machines sharing the folder (a Slurm array).
+
+    It is ``filelock``'s lock on a hidden ``.esrkit.lock`` file kept in the folder (a file opened for writing, so
+    that NFS, which emulates ``flock`` with byte-range locks, locks it too; the file stays, empty, so that a lock
+    is never taken on a file another process is deleting)."""
+    folder = Path(folder)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        lock = FileLock(folder / LOCK_NAME)
+        lock.acquire()
+    except OSError as exc:
+        raise KitError(f"cannot lock {folder} ({exc.strerror or exc}): results folders need a file system with "
+                       f"working file locks (on NFS: lockd running)") from None
+    try:
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        lock.release()
 
 
 def read_results(path: Path) -> dict[str, Any]:

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-import torch
 
+from esrkit.device import torch_threads
 from esrkit.paths import shared_dir
+
+__all__ = ["torch_threads"]  # tests run networks on one thread: steady on two shared cores, where two are not
 
 SHARED = shared_dir()
 BENCHMARKS = SHARED / "data" / "benchmarks"
 OFFICIAL_WEIGHTS = SHARED / "weights"
 
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """``torch.set_num_threads(n)`` for the block. Tests that run networks use one thread: two threads on the
-    two shared cores of CI can be ten times slower, one is steady."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+@pytest.fixture(autouse=True)
+def not_a_slurm_array_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A suite run inside a Slurm array job must not make every batch of the tests a shard of it."""
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def require(path: Path) -> Path:

@@ -112,7 +112,8 @@ def test_a_failed_write_replaces_neither_file(tmp_path: Path, monkeypatch) -> No
     with pytest.raises(KitError, match=r"cannot write .*results\.txt: No space left on device"):
         files.merge({"01_B": {"flops": 2.0}})
     assert {p.name: p.read_bytes() for p in (files.json_path, files.txt_path)} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.txt"]  # no temporary left
+    # no temporary left (the lock file stays, empty, by design)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".esrkit.lock", "results.json", "results.txt"]
 
 
 def test_interrupted_merge_leaves_both_files(tmp_path: Path, monkeypatch) -> None:
@@ -127,7 +128,7 @@ def test_interrupted_merge_leaves_both_files(tmp_path: Path, monkeypatch) -> Non
     with pytest.raises(KeyboardInterrupt):
         files.merge({"01_B": {"flops": 2.0}})
     assert files.json_path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".esrkit.lock", "results.json", "results.txt"]
 
 
 @pytest.mark.parametrize(("content", "message"), [

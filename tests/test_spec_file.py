@@ -89,3 +89,23 @@ def test_names_are_the_organisers_without_a_name_key(tmp_path) -> None:
     entry = resolve(TeamSpec(model_file=baseline, data_range=1.0))
     assert Convention.for_run(2025, "ntire2024").key(entry) == "00_EFDN_baseline"
     assert Convention.for_run(None, "benchmark").key(entry) == "00_EFDN"  # the kit's own convention: no baselines
+
+
+def test_a_batch_reports_an_invalid_table_as_a_failed_team_and_measures_the_others(tmp_path, two_image_benchmark,
+                                                                                   capsys) -> None:
+    from esrkit.submission.__main__ import main as submission
+
+    toy_team(tmp_path, "team07_Toy.py")
+    path = write(tmp_path, 'year = 2025\n[[team]]\nteam = 7\nmodel_file = "models/team07_Toy.py"\ndata_range = 1.0\n\n'
+                           '[[team]]\nteam = 361\nmodel_file = "models/team361_Gone.py"\nstrict = "yes"\n')
+    code = submission(["batch", "--spec", str(path), "--data_dir", str(two_image_benchmark), "--results_dir",
+                       str(tmp_path / "out"), "--in_process", "--quiet"])
+    assert code == 1  # one team failed; the batch ran to its end
+    import json
+
+    assert list(json.loads((tmp_path / "out" / "results.json").read_text())) == ["07_Toy"]
+    table = (tmp_path / "out" / "batch.md").read_text()
+    assert "| 07_Toy | ok |" in table and 'strict = "yes" must be true or false' in table
+    status = json.loads((tmp_path / "out" / "batch_status.json").read_text())
+    assert status["team 361 ([[team]] #2)"]["status"] == "failed"
+    assert (tmp_path / "out" / "results.html").is_file() and (tmp_path / "out" / "esrkit.log").is_file()

@@ -1,4 +1,4 @@
-"""Command line of the submission kit: ``python -m esrkit.submission {check,package,export,batch,merge} ...``.
+"""Command line of the submission kit: ``python -m esrkit.submission {check,package,export,batch,merge,spec} ...``.
 
     python -m esrkit.submission check --model_file models/team07_NanoSR.py --class_name NanoSR_inference \\
         --init_args '[3, 3]' --data_range 1.0 --year 2025 --data_dir DIR
@@ -7,12 +7,14 @@
     python -m esrkit.submission batch --spec teams.toml --data_dir DIR --results_dir intake/
     python -m esrkit.submission batch --spec teams.toml --data_dir DIR --results_dir intake/ --devices all
     python -m esrkit.submission merge shard1/results.json shard2/results.json --out intake/
+    python -m esrkit.submission spec --from_select_model NTIRE2025_ESR/test_demo.py --out teams.toml
 
 Every command takes an entry the same way: ``--model_id`` (a registered entry), ``--model_file`` with
 the team's instructions as flags, or ``--spec FILE [--team N]`` (see ``esrkit/spec.py``).
 Exit codes: 0 all rules passed (check), the upload / files were written (package, export), every team
 was measured (batch), the files were joined (merge); 1 a rule failed / a team failed; 2 a usage error
-(one line on stderr saying what to fix); 130 interrupted.
+(one line on stderr saying what to fix); 70 an internal error (one line, the traceback in a log file); 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -22,24 +24,28 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from esrkit.challenge import YEARS, Convention
-from esrkit.cli import EXIT_FAILED, EXIT_OK, run_guarded
-from esrkit.datasets import LAYOUTS
-from esrkit.device import pick_device
-from esrkit.errors import KitError
-from esrkit.progress import Progress
-from esrkit.registry import get_entry
-from esrkit.results import ResultsFiles
-from esrkit.spec import (TeamSpec, add_entry_arguments, entry_from_args, load_spec_file, spec_from_args,
-                         specs_from_folder)
-from esrkit.submission.batch import (OK, REFRESH, SKIPPED, BatchSettings, Dispatch, device_mix, run_batch,
-                                    table_markdown, table_name)
-from esrkit.submission.merge import BOOKKEEPING, BOOKKEEPING_SUFFIX, PREFER, run_merge
-from esrkit.submission.shards import resolve_shard, team_number
-from esrkit.submission.workers import Slot, cpu_slots, cuda_slots, default_threads, device_model, usable_cores
-from esrkit.submission.check import CheckOptions, Submission, run_check
-from esrkit.submission.export import export_entry
-from esrkit.submission.package import PackageOptions, run_package
+from esrkit.cli import EXIT_FAILED, EXIT_OK, run_guarded, startup
+
+with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile is one line too
+    from esrkit.challenge import YEARS, Convention
+    from esrkit.datasets import LAYOUTS
+    from esrkit.device import pick_device
+    from esrkit.errors import KitError
+    from esrkit.progress import Progress, run_log
+    from esrkit.registry import get_entry, list_entries
+    from esrkit.results import ResultsFiles, read_results
+    from esrkit.results_page import write_results_page
+    from esrkit.spec import (InvalidTable, TeamSpec, add_entry_arguments, entry_from_args, load_spec_file,
+                             spec_from_args, specs_from_folder)
+    from esrkit.submission.batch import (OK, REFRESH, SKIPPED, STATUS_NAME, BatchSettings, Dispatch, device_mix,
+                                        read_status, run_batch, table_markdown, table_name)
+    from esrkit.submission.merge import BOOKKEEPING, BOOKKEEPING_SUFFIX, PREFER, run_merge
+    from esrkit.submission.select_model import add_spec_command, run_spec_command
+    from esrkit.submission.shards import resolve_shard, team_number
+    from esrkit.submission.workers import Slot, cpu_slots, cuda_slots, default_threads, device_model, usable_cores
+    from esrkit.submission.check import CheckOptions, Submission, run_check
+    from esrkit.submission.export import export_entry
+    from esrkit.submission.package import PackageOptions, run_package
 
 DEFAULT_CHECK_YEAR = 2023  # check's rules when neither --year nor a spec file says: the MLRN paper's challenge
 
@@ -147,6 +153,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     merge.add_argument("--prefer", default=None, choices=PREFER,
                        help="when one key holds different figures: newest (its 'date'; a tie: the later input), "
                             "first or last (input order)")
+    add_spec_command(sub)
     args = parser.parse_args(argv)
     return args
 
@@ -159,11 +166,17 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"wrote {result.model_file} (class {result.class_name}, from {', '.join(result.sources)}) and "
           f"{result.weights_file} (a plain state_dict); the file alone reproduces {entry.name} bit for bit")
     post = f" --post_load {entry.post_load}" if entry.post_load else ""
+    # Judged against itself when it is a registered entry (the same network: every rule but runtime is exact);
+    # a team's file is no registered entry, so it is judged against the year's baseline.
+    registered = entry.source is None and entry.name.lower() in {e.name.lower() for e in list_entries()}
+    against = f" --baseline {entry.name}" if registered else ""
     print(f"next: python -m esrkit.submission check --model_file {result.model_file} --class_name {result.class_name} "
-          f"--data_range {entry.data_range:g}{post} --baseline {entry.name}")
+          f"--data_range {entry.data_range:g}{post}{against}")
     print("  (the exported file is torch-only, with no registration: its data range is given on the command line; "
           "to judge it against the year's baseline instead, drop --baseline and pass --baseline_weights with the "
-          "official baseline weights)")
+          "official baseline weights)" if registered else
+          "  (judged against the year's baseline: pass --baseline_weights with the official baseline weights and "
+          "--data_dir with a validation set)")
     return EXIT_OK
 
 
@@ -191,22 +204,25 @@ def run_package_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def batch_specs(args: argparse.Namespace) -> tuple[list[TeamSpec], int | None]:
-    """The teams of the batch (a spec file's or a folder's, narrowed by ``--teams``), then ``--entries``."""
-    year = None
+def batch_specs(args: argparse.Namespace) -> tuple[list[TeamSpec], list[InvalidTable], int | None]:
+    """The teams of the batch (a spec file's or a folder's, narrowed by ``--teams``), then ``--entries``; and the
+    spec's tables that could not be read among those selected (each is a failed team, the others run)."""
+    year, invalid = None, []
     if args.spec is not None:
         spec_file = load_spec_file(args.spec)
-        specs, year = list(spec_file.teams), spec_file.year
+        specs, invalid, year = list(spec_file.teams), list(spec_file.invalid), spec_file.year
     else:
         specs = specs_from_folder(args.models_dir)
     if args.teams is not None:  # a team's number: its spec's, else its file name's (teamNN_Name.py)
         wanted = set(args.teams)
-        unknown = wanted - {team_number(s) for s in specs}
+        known = {team_number(s) for s in specs} | {t.team for t in invalid}
+        unknown = wanted - known
         if unknown:
             raise KitError(f"--teams {' '.join(map(str, sorted(unknown)))}: not in the batch "
-                           f"(it has: {', '.join(str(n) for n in map(team_number, specs) if n is not None)})")
+                           f"(it has: {', '.join(str(n) for n in sorted(k for k in known if k is not None))})")
         specs = [s for s in specs if team_number(s) in wanted]
-    return specs + [TeamSpec(entry=get_entry(name).name) for name in args.entries], year
+        invalid = [t for t in invalid if t.team in wanted]
+    return specs + [TeamSpec(entry=get_entry(name).name) for name in args.entries], invalid, year
 
 
 def batch_slots(args: argparse.Namespace) -> list[Slot] | None:
@@ -242,8 +258,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
         raise KitError("--team_timeout stops a team's own process: drop --in_process")
     shard = resolve_shard(args.shard)
     slots = batch_slots(args)
-    specs, spec_year = batch_specs(args)
-    progress = Progress(enabled=False if args.quiet else None)
+    specs, invalid, spec_year = batch_specs(args)
+    progress = Progress(enabled=False if args.quiet else None, log=run_log(args.results_dir))
     if slots is None:
         device = str(pick_device(args.device))  # checked here, once; each team's process opens it again
         threads = args.threads
@@ -270,8 +286,9 @@ def run_batch_command(args: argparse.Namespace) -> int:
     dispatch = None if slots is None and args.team_timeout is None else Dispatch(
         tuple(slots) if slots is not None else (Slot(device, device),), args.team_timeout)
     outcomes = run_batch(specs, settings, results, args.refresh, isolate=not args.in_process, progress=progress,
-                         dispatch=dispatch, shard=shard)
-    print(table_markdown(outcomes, convention, split, shard, len(specs)))
+                         dispatch=dispatch, shard=shard, invalid=invalid)
+    print(table_markdown(outcomes, convention, split, shard, len(specs) + len(invalid)))
+    write_page(results.folder, settings.year)
     failed = [o for o in outcomes if o.status not in (OK, SKIPPED)]
     table = "" if shard is None else f"; this shard's table in {results.folder / table_name(shard)}"
     print(f"{len(outcomes) - len(failed)} of {len(outcomes)} measured or already measured; {len(failed)} failed; "
@@ -293,11 +310,25 @@ def run_merge_command(args: argparse.Namespace) -> int:
     mix = device_mix(result.entries.values())
     if mix is not None:
         print(f"warning: the entries were {mix}", file=sys.stderr)
+    write_page(args.out, None)
     return EXIT_OK
 
 
+def write_page(folder: Path, year: int | None) -> None:
+    """``results.html`` of everything in ``folder``'s results.json and batch_status.json. The page is a view of the
+    results: when it cannot be made, that is a warning, and the results stand."""
+    path = folder / "results.html"
+    try:
+        write_results_page(path, read_results(folder / "results.json"), status=read_status(folder / STATUS_NAME),
+                           year=year)
+    except KitError as exc:
+        print(f"warning: {path} was not written: {exc}", file=sys.stderr)
+        return
+    print(f"results page: {path}")
+
+
 COMMANDS = {"check": run_check_command, "package": run_package_command, "export": run_export,
-            "batch": run_batch_command, "merge": run_merge_command}
+            "batch": run_batch_command, "merge": run_merge_command, "spec": run_spec_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

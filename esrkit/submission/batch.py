@@ -32,7 +32,6 @@ overwrite each other's.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -42,7 +41,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -50,13 +49,13 @@ from esrkit.atomic import atomic_write, check_writable_file, check_writable_fold
 from esrkit.challenge import FVCORE, Convention
 from esrkit.cli import EXIT_OK, EXIT_USAGE, run_guarded
 from esrkit.datasets import Split, open_split
-from esrkit.device import free_device, pick_device
+from esrkit.device import free_device, pick_device, torch_threads
 from esrkit.errors import KitError, first_line
 from esrkit.fingerprint import split_fingerprint
-from esrkit.progress import QUIET, Progress
+from esrkit.progress import QUIET, Progress, run_log
 from esrkit.results import ResultsFiles, entry_record, folder_lock, read_results
 from esrkit.run import RunOptions, run_entry
-from esrkit.spec import TeamSpec, resolve
+from esrkit.spec import InvalidTable, TeamSpec, resolve
 from esrkit.submission.shards import Shard, team_number
 from esrkit.submission.workers import REPLY_MARK, Pool, Slot, Stop, device_model, run_team_process
 from esrkit.teamfile import find_weights, team_from_file_name
@@ -296,11 +295,12 @@ def _plan(specs: Sequence[TeamSpec], settings: BatchSettings, split: Split, stat
 
 def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: ResultsFiles, refresh: str = "missing",
               isolate: bool = True, progress: Progress = QUIET, dispatch: Dispatch | None = None,
-              shard: Shard | None = None) -> list[TeamOutcome]:
+              shard: Shard | None = None, invalid: Sequence[InvalidTable] = ()) -> list[TeamOutcome]:
     """Measure every team (see the module docstring); the outcome of each, in spec order.
 
     ``dispatch`` says where the team processes run (default: one after another on ``settings.device``);
-    ``shard`` narrows the batch to that shard's teams (none: an empty list, nothing written).
+    ``shard`` narrows the batch to that shard's teams (none: an empty list, nothing written); ``invalid`` are
+    the spec's tables that could not be read: each is a failed team of the batch, the others go on.
     """
     if refresh not in REFRESH:
         raise KitError(f"--refresh {refresh!r}: choose one of {', '.join(REFRESH)}")
@@ -316,7 +316,8 @@ def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: Resul
     if settings.save_dir is not None:
         check_writable_folder(settings.save_dir, "--save_dir")
     teams = list(specs) if shard is None else shard.select(specs)
-    if not teams:
+    rejected = [t for t in invalid if shard is None or shard.holds(TeamSpec(team=t.team))]
+    if not teams and not rejected:
         return []
     jobs = _plan(teams, settings, split, read_status(status_path), existing, refresh)
     outcomes: list[TeamOutcome | None] = [None] * len(jobs)
@@ -357,22 +358,14 @@ def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: Resul
                 bar.status(job.spec.label)
                 done(job, job.skipped or measure_team(job.spec, settings, results, progress), None)
     finished = [o for o in outcomes if o is not None]
-    atomic_write(table_path, table_markdown(finished, convention, split, shard, len(specs)))
+    for table in rejected:  # a table the spec's schema refused: that team fails, the batch went on
+        write_team_status(results.folder, table.label, {
+            "key": None, "status": FAILED, "error": table.message, "fingerprint": None,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+        finished.append(TeamOutcome(table.label, None, FAILED, table.message))
+        say(f"{table.label}: {FAILED} -- {table.message}")
+    atomic_write(table_path, table_markdown(finished, convention, split, shard, len(specs) + len(invalid)))
     return finished
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """``torch.set_num_threads(threads)`` for the block (nothing when None)."""
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def measure_team(spec: TeamSpec, settings: BatchSettings, results: ResultsFiles,
@@ -467,8 +460,9 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         for key in ("data_dir", "save_dir"):
             values[key] = None if values.get(key) is None else Path(values[key])
         settings = BatchSettings(**values)
-        outcome = measure_team(spec_from_json(job["spec"]), settings, ResultsFiles(Path(job["results_dir"])),
-                               Progress())
+        results_dir = Path(job["results_dir"])
+        outcome = measure_team(spec_from_json(job["spec"]), settings, ResultsFiles(results_dir),
+                               Progress(log=run_log(results_dir)))  # per-image lines in the batch's run log too
         reply = json.dumps({"key": outcome.key, "status": outcome.status, "error": outcome.error})
         stdout = sys.__stdout__ or sys.stdout  # the real stdout, whatever the team's code did with sys.stdout
         stdout.write(f"\n{REPLY_MARK}{reply}\n")  # on a line of its own, after whatever a team printed
