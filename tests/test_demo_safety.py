@@ -101,7 +101,10 @@ def test_odd_entries_of_an_existing_results_json_are_kept(tmp_path, mini) -> Non
 
 def test_ctrl_c_is_one_line_and_keeps_everything(tmp_path, mini, capsys, monkeypatch) -> None:
     assert run(tmp_path, "--data_dir", str(mini), "--weights", str(weights(tmp_path, 0))) == 0
-    kept = {p: p.read_bytes() for p in sorted((tmp_path / "out").iterdir()) + sorted((tmp_path / "sr").rglob("*.png"))}
+    log = tmp_path / "out" / "esrkit.log"  # the run log only grows: every run is appended to it
+    kept = {p: p.read_bytes() for p in sorted((tmp_path / "out").iterdir()) + sorted((tmp_path / "sr").rglob("*.png"))
+            if p != log}
+    logged = log.read_bytes()
     capsys.readouterr()
 
     def interrupted(*args: object, **kwargs: object) -> None:
@@ -112,6 +115,7 @@ def test_ctrl_c_is_one_line_and_keeps_everything(tmp_path, mini, capsys, monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["interrupted: results.json, results.txt and earlier SR images were not changed"]
     assert {p: p.read_bytes() for p in kept} == kept and sorted((tmp_path / "sr").iterdir()) == [tmp_path / "sr" / "10_MLRN-entire"]
+    assert log.read_bytes().startswith(logged)
 
 
 def test_unwritable_outputs_stop_before_the_model_is_loaded(tmp_path, mini, capsys, monkeypatch) -> None:

@@ -259,7 +259,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     shard = resolve_shard(args.shard)
     slots = batch_slots(args)
     specs, invalid, spec_year = batch_specs(args)
-    progress = Progress(enabled=False if args.quiet else None, log=run_log(args.results_dir))
+    progress = Progress(enabled=False if args.quiet else None)
     if slots is None:
         device = str(pick_device(args.device))  # checked here, once; each team's process opens it again
         threads = args.threads
@@ -283,6 +283,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
             print(f"shard {shard}: no team of this batch falls in it ({len(specs)} teams over {shard.count} shards); "
                   f"nothing to do")
             return EXIT_OK
+    progress.log = run_log(results.folder)  # the batch runs: its lines (and each team's) go to the run log too
     dispatch = None if slots is None and args.team_timeout is None else Dispatch(
         tuple(slots) if slots is not None else (Slot(device, device),), args.team_timeout)
     outcomes = run_batch(specs, settings, results, args.refresh, isolate=not args.in_process, progress=progress,
