@@ -29,7 +29,7 @@ with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile 
     from esrkit.datasets import LAYOUTS, Split, demo_split, open_splits
     from esrkit.device import device_name, pick_device
     from esrkit.errors import KitError
-    from esrkit.evaluation import OOM_FALLBACK_TILE, LoopOptions
+    from esrkit.evaluation import AUTO, OOM_FALLBACK_TILE, LoopOptions
     from esrkit.fastpath import ENGINES, PRECISIONS, options_from_flags
     from esrkit.metrics import METRICS
     from esrkit.outputs import DataIdentity, sr_folder_problem
@@ -41,13 +41,12 @@ with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile 
     from esrkit.spec import YEARS, add_entry_arguments, entry_from_args
 
 
-DEFAULT_WARM_IMAGES = 10
-
-
-def _count_or_all(text: str) -> int | None:
-    """``all`` (None) or a positive number of images."""
+def _count_or_all(text: str) -> int | str | None:
+    """``all`` (None), ``auto``, or a positive number of images."""
     if text.strip().lower() == "all":
         return None
+    if text.strip().lower() == AUTO:
+        return AUTO
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give a number of images (>= 1) or 'all'")
     return int(text)
@@ -78,10 +77,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3,
                    help="warm timing beside the challenge figure: N timed repeats per image after one warm-up, "
                         "median (0 turns it off)")
-    p.add_argument("--warm_images", type=_count_or_all, default=DEFAULT_WARM_IMAGES,
-                   help=f"how many images (spread over the split) get the warm timing: a number, or 'all' (default "
-                        f"{DEFAULT_WARM_IMAGES}: the extra figure then costs a fraction of the challenge pass, not "
-                        f"several times it)")
+    p.add_argument("--warm_images", type=_count_or_all, default=AUTO,
+                   help="how many images (spread over the split) get the warm timing: a number, 'all', or 'auto' "
+                        "(default: a tenth of the split, 1 to 10 images -- the extra figure then costs a fraction of "
+                        "the challenge pass, not several times it)")
     p.add_argument("--no_save", action="store_true", help="do not write SR images")
     p.add_argument("--replace", action="store_true",
                    help="replace the entry in results.json and its SR folder even if they were measured on other data "

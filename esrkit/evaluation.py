@@ -463,9 +463,16 @@ class FastPath(Protocol):
     def describe(self) -> str: ...
 
 
-def warm_sample(n: int, images: int | None) -> list[int]:
+AUTO = "auto"
+WARM_FRACTION, WARM_MAX = 10, 10  # auto: a tenth of the split's images, 1 to 10 of them
+
+
+def warm_sample(n: int, images: int | str | None) -> list[int]:
     """The indices of the images that get a warm pass: all (``images`` None, or >= ``n``), else ``images`` of them
-    spread evenly over the split, first and last included -- the warm figure is then a sample's, and says so."""
+    (``"auto"``: a tenth of the split, 1 to 10) spread evenly over the split, first and last included -- the warm
+    figure is then a sample's, and says so."""
+    if images == AUTO:
+        images = max(1, min(WARM_MAX, round(n / WARM_FRACTION)))
     if images is None or images >= n:
         return list(range(n))
     if images <= 1:
@@ -490,7 +497,7 @@ class Evaluator:
         tile_overlap: int = 32,
         metrics: Sequence[metric_table.Metric] | None = None,
         warm_runs: int = 0,
-        warm_images: int | None = None,
+        warm_images: int | str | None = None,
         fast: FastPath | None = None,
         loop: LoopOptions = LoopOptions(),
         progress: Progress = QUIET,

@@ -37,7 +37,7 @@ class RunOptions:
     device: torch.device
     ssim: bool = False
     warm_runs: int = 0
-    warm_images: int | None = None  # None: the warm pass on every image
+    warm_images: int | str | None = None  # None: the warm pass on every image; "auto": a tenth of them, 1 to 10
     loop: LoopOptions = LoopOptions()
     tile: int | None = None  # None: the entry's own
     tile_overlap: int | None = None

@@ -178,6 +178,8 @@ def test_a_warm_pass_on_a_sample_says_which_images() -> None:
     assert warm_sample(100, 10) == [0, 11, 22, 33, 44, 55, 66, 77, 88, 99]  # spread, first and last included
     assert warm_sample(5, 10) == [0, 1, 2, 3, 4] and warm_sample(5, None) == [0, 1, 2, 3, 4]
     assert warm_sample(7, 1) == [3]
+    assert warm_sample(100, "auto") == warm_sample(100, 10) and warm_sample(5, "auto") == [2]  # a tenth, 1 to 10
+    assert len(warm_sample(300, "auto")) == 10 and len(warm_sample(40, "auto")) == 4
     r = record("valid", 4)
     for image in r.images[1:3]:
         image.warm_ms = None
