@@ -42,6 +42,27 @@ WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt")
 PIP_NAMES = {"cv2": "opencv-python", "PIL": "Pillow", "skimage": "scikit-image", "yaml": "PyYAML",
              "sklearn": "scikit-learn", "mamba_ssm": "mamba-ssm", "causal_conv1d": "causal-conv1d",
              "pywt": "PyWavelets", "basicsr": "basicsr"}
+# Packages a plain ``pip install`` gets wrong beside the kit's torch: what works instead (README, "Teams that need
+# other packages", says why and what was checked).
+SECOND_ENVIRONMENT = {
+    "torchvision": "the torchvision built for this torch, in an environment of its own (pip install torch==2.14.1 "
+                   "torchvision==0.29.1; a plain pip install torchvision beside another torch does not load)",
+    "timm": "timm 1.x, which needs torchvision: an environment with torch==2.14.1 torchvision==0.29.1, then pip install timm",
+    "mmcv": "mmcv-lite in an environment with torch==2.14.1 torchvision==0.29.1 (mmcv.ops needs the full mmcv built for "
+            "that torch and CUDA)",
+    "mmengine": "mmcv-lite (which brings mmengine) in an environment with torch==2.14.1 torchvision==0.29.1",
+    "basicsr": "an environment with torch==2.1.2 torchvision==0.16.2 numpy<2, then pip install basicsr==1.4.2 (it imports "
+               "a torchvision module that 0.17 removed)",
+    "mamba_ssm": "a CUDA machine: pip install causal-conv1d mamba-ssm there (CUDA kernels only)",
+    "causal_conv1d": "a CUDA machine: pip install causal-conv1d mamba-ssm there (CUDA kernels only)",
+}
+PACKAGES_SECTION = 'README, "Teams that need other packages"'
+
+
+def install_hint(package: str) -> str:
+    """What installs ``package`` for a team's file to import, and where the README says more."""
+    how = SECOND_ENVIRONMENT.get(package, f"pip install {PIP_NAMES.get(package, package)}")
+    return f"{how} -- see {PACKAGES_SECTION}"
 
 _import_counter = itertools.count()
 
@@ -180,8 +201,7 @@ def import_team_file(path: Path) -> TeamModule:
             if missing == "models" or (path.parent / f"{missing}.py").exists() or (path.parent / missing).is_dir():
                 raise KitError(f"{path.name} imports {name}, a module of the team's own repository that is not part "
                                f"of the submission: a submission is one self-contained file (ask the team for it)") from None
-            raise KitError(f"{path.name} imports {missing}, which is not installed here: "
-                           f"pip install {PIP_NAMES.get(missing, missing)}") from None
+            raise KitError(f"{path.name} imports {missing}, which is not installed here: {install_hint(missing)}") from None
         except Exception as exc:  # the file is user code: any error is reported, none is hidden
             sys.modules.pop(module_name, None)
             raise KitError(f"importing {path.name} failed: {first_line(exc)}") from None

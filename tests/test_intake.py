@@ -448,7 +448,8 @@ def test_failing_teams_are_one_line_errors_and_the_batch_goes_on(batch) -> None:
               if label.startswith("team ") and s["status"] == "failed"}
     assert set(errors) == set(BAD_TEAMS)
     expected = {
-        31: ["team 31 (team31_Mamba.py): ", "imports mamba_ssm, which is not installed here: pip install mamba-ssm"],
+        31: ["team 31 (team31_Mamba.py): ", "imports mamba_ssm, which is not installed here: a CUDA machine: pip "
+             "install causal-conv1d mamba-ssm there", 'see README, "Teams that need other packages"'],
         # batch takes a spec, not flags: the hints name the spec's keys
         32: ["team 32 (team07_NanoSR.py): ", "has no class 'NanoSR'", "NanoSR_inference", "fix class_name (in the spec)"],
         33: ["team 33 (team08_FRnet.py): ", "FRnet(channels=36) does not match FRnet(dim=36, n_blocks=6",

@@ -4,6 +4,7 @@ next team and writes its table. Each case ended the kit's process on the kit bef
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -70,3 +71,28 @@ def test_an_in_process_batch_goes_on_after_a_team_that_exits(tmp_path, two_image
     assert list(results) == ["32_Fine"]
     table = (tmp_path / "out" / "batch.md").read_text()
     assert "team31_Quitter.py tried to end the process" in table and "| 32_Fine | ok |" in table
+
+
+@pytest.mark.parametrize("package, hint", [
+    ("basicsr", "torch==2.1.2 torchvision==0.16.2"),
+    ("mamba_ssm", "a CUDA machine"),
+    ("no_such_package_xyz", "pip install no_such_package_xyz"),
+])
+def test_a_missing_package_names_the_install_that_works_and_the_readme_section(tmp_path, package, hint) -> None:
+    """A plain "pip install torchvision / basicsr" beside the kit's torch gives a build that does not import: the
+    message says what works, and points to the README section that says what was checked."""
+    from esrkit.errors import KitError
+    from esrkit.paths import REPO_ROOT
+    from esrkit.teamfile import import_team_file
+
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed here")
+    path = tmp_path / "models" / "team40_Needs.py"
+    path.parent.mkdir()
+    path.write_text(f"import {package}\n")
+    with pytest.raises(KitError) as info:
+        import_team_file(path)
+    message = str(info.value)
+    assert f"team40_Needs.py imports {package}, which is not installed here: " in message and hint in message
+    assert message.endswith('see README, "Teams that need other packages"')
+    assert "### Teams that need other packages" in (REPO_ROOT / "README.md").read_text(encoding="utf-8")
