@@ -255,3 +255,19 @@ def test_a_full_disk_at_the_final_write_prints_what_was_measured(tmp_path, mini,
     printed = json.loads(out[out.index("(JSON):\n") + len("(JSON):\n"):])["10_MLRN-entire"]
     assert printed["valid_images"] == ["img_002", "img_005"] and len(printed["valid_psnr"]) == 2
     assert printed["valid_ave_psnr"] > 25 and "Team/entry" in out  # the summary row too
+
+
+def test_off_a_terminal_every_image_is_a_line_and_the_run_log_keeps_them(tmp_path, mini, capsys) -> None:
+    """With stderr not a terminal (a log file, a pipe, nohup), B100 ran 8 minutes with no output; the official kit
+    keeps a per-image log. Now: one plain line per image, and esrkit.log in the results folder."""
+    good = str(get_entry("MLRN-entire").default_weights_path())
+    assert test_demo.main(["--results_dir", str(tmp_path / "out"), "--no_save", "--runs", "0", "--data_dir", str(mini),
+                           "--weights", good]) == 0
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if line.startswith("valid (sequential) ")]
+    assert [line.split(":")[0] for line in lines] == ["valid (sequential) 1/2", "valid (sequential) 2/2"]
+    assert lines[0].split(": ", 1)[1].startswith("img_002: ") and " dB, " in lines[0] and "\r" not in "".join(err)
+    log = (tmp_path / "out" / "esrkit.log").read_text().splitlines()
+    assert "run: " in log[0] and "10_MLRN-entire on " in log[0] and str(mini.resolve()) in log[0]
+    assert any("valid (sequential) 2/2: img_005: " in line for line in log)
+    assert "10_MLRN-entire valid: 2 images, PSNR " in log[-2]

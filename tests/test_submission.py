@@ -583,3 +583,18 @@ def test_zip_and_factsheet_are_replaced_together(tmp_path, monkeypatch) -> None:
     assert package.write_flat_zip(out, [image], {"readme.txt": "x"}, beside={sheet: "new factsheet"}) == \
         ["0801.png", "readme.txt"]
     assert sheet.read_text() == "new factsheet" and zipfile.ZipFile(out).namelist() == ["0801.png", "readme.txt"]
+
+
+def test_an_infinite_output_is_not_finite_on_the_images(tmp_path, set5, weights, capsys) -> None:
+    """Inf everywhere: clamping first made it white, so check said "finite on all 5 images" and scored its PSNR."""
+    path = team_folder(tmp_path, "team05_Infinite.py",
+                       TINY.format(name="Infinite", factor=4, expr="self.up(self.conv(x)) * float('inf')"),
+                       "team05_infinite.pth", state=TINY_STATE)
+    rc, out, _ = run_cli(capsys, *check_args(path, set5, "RLFN", weights["RLFN"], "--data_range", "255"))
+    rows = table(out)
+    assert rc == 1
+    assert rows["forward 3x256x256"][0] == "FAIL" and "not finite on the images either" in rows["forward 3x256x256"][1]
+    assert "finite on all" not in out
+    for rule in ("runtime", "PSNR valid"):
+        status, reason = rows[rule]
+        assert status == "FAIL" and "non-finite value(s) (NaN/Inf)" in reason
