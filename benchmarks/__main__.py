@@ -159,15 +159,20 @@ def check_outputs(args: argparse.Namespace) -> None:
 def measured(entries: list[tuple[Entry, Path | None]], device: torch.device, progress: Progress,
              timed: Callable[[nn.Module, Entry, bool], list[Timing]] | None
              ) -> list[tuple[Entry, bool, Complexity, list[Timing]]]:
-    """Per entry (a fresh model each, the previous one freed): its counts and, with ``timed``, its timings."""
+    """Per entry (a fresh model each, the previous one freed): its counts and, with ``timed``, its timings.
+
+    The model is counted on the CPU, in place, before it moves to ``device``: counting warms no GPU that is
+    timed afterwards, and needs no copy."""
+    cpu = torch.device("cpu")
     rows = []
     with progress.bar(len(entries), "entries", unit="entry") as bar:
         for entry, weights in entries:
             bar.status(entry.display_name)
             with entry.running_on(device):
-                model, trained = fresh_model(entry, weights, device)
-                with entry.running_on(torch.device("cpu")):  # the counters run on CPU copies
-                    complexity = count(model)
+                model, trained = fresh_model(entry, weights, cpu)  # prepared (eval, no gradients) on the CPU
+                with entry.running_on(cpu):
+                    complexity = count(model)  # leaves the model exactly as it was
+                model = model.to(device)
                 rows.append((entry, trained, complexity, timed(model, entry, trained) if timed else []))
             del model
             bar.advance(entry.display_name)
