@@ -15,24 +15,30 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import pandas as pd
-import torch
-from torch import nn
+from esrkit.cli import run_guarded, startup
 
-from benchmarks import render, table3
-from benchmarks.measure import FIXED_SIZES, Timing, fresh_model, time_fixed_input, time_split, weights_per_entry
-from esrkit.atomic import atomic_write, check_writable_file
-from esrkit.cli import run_guarded
-from esrkit.datasets import open_split
-from esrkit.device import device_name, pick_device
-from esrkit.entry import Entry
-from esrkit.errors import KitError
-from esrkit.measure.complexity import Complexity, count
-from esrkit.progress import Progress
-from esrkit.registry import DEFAULT_ENTRY, get_entry
-from esrkit import spec
+with startup("no report file was written"):  # torch takes seconds to import: a Ctrl-C meanwhile is one line too
+    import torch
+    from torch import nn
+
+    from benchmarks.measure import (FIXED_SIZES, Timing, fresh_model, time_fixed_input, time_split,
+                                    weights_per_entry)
+    from esrkit import spec
+    from esrkit.atomic import atomic_write, check_writable_file
+    from esrkit.challenge import Convention
+    from esrkit.datasets import Split, open_split
+    from esrkit.device import device_name, pick_device
+    from esrkit.entry import Entry
+    from esrkit.errors import KitError
+    from esrkit.measure.complexity import Complexity, count
+    from esrkit.progress import Progress
+    from esrkit.registry import DEFAULT_ENTRY, get_entry
+    from esrkit.results import model_keys, split_keys
+
+if TYPE_CHECKING:  # pandas, the Table 3 ranking and rendering are imported only where a report needs them
+    import pandas as pd
 
 DEFAULT_BASELINE = "RFDN"  # the NTIRE 2023 baseline
 
@@ -44,7 +50,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help=f"entries by name or id (default: {DEFAULT_ENTRY} when no team is given)")
     p.add_argument("--weights", nargs="+", type=Path, default=None,
                    help="weights files, one per --model_id in order, then one for --model_file (default: each "
-                        "entry's model_zoo file; an entry without weights is still counted and timed, as untrained)")
+                        "entry's model_zoo file; missing weights are an error, see --untrained)")
+    p.add_argument("--untrained", action="store_true",
+                   help="count and time the kit's registered entries that have no weights file, untrained (said in "
+                        "every table); a team's file is never counted without its weights")
     spec.add_team_arguments(p)
     p.add_argument("--baseline", default=DEFAULT_BASELINE,
                    help=f"entry timed in the same run for the same-machine runtime ratio (default {DEFAULT_BASELINE}); "
@@ -59,7 +68,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="challenge-protocol forwards per fixed input / warm repeats per image")
     p.add_argument("--min_run_time", type=float, default=1.0, help="seconds of the robust protocol per input")
     p.add_argument("--complexity_only", action="store_true",
-                   help="only the complexity table (no timing, no Table 3): needs no GPU and no weights")
+                   help="only the complexity table (no timing, no Table 3): needs no GPU")
     p.add_argument("--published", type=Path, default=None, help="published Table 3 CSV (default: ../shared/reference)")
     for fmt in OUTPUTS:
         p.add_argument(f"--{fmt}", type=Path, default=None, help=f"write the report as {fmt} to this path")
@@ -67,7 +76,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-OUTPUTS = ("csv", "markdown", "latex", "json", "plot")
+OUTPUTS = ("csv", "markdown", "latex", "json", "plot", "html")
 
 
 def entries_from_args(args: argparse.Namespace) -> list[tuple[Entry, Path | None]]:
@@ -114,8 +123,10 @@ def _giga(value: int | None) -> str:
     return "n/a" if value is None else f"{value / 1e9:.2f}"
 
 
-def complexity_frame(rows: list[tuple[Entry, bool, Complexity]]) -> pd.DataFrame:
+def complexity_frame(rows: list[tuple[Entry, bool, Complexity]]) -> "pd.DataFrame":
     """The complexity table as exact integers, one row per entry (for --csv / --json)."""
+    import pandas as pd
+
     return pd.DataFrame([
         {"entry": entry.display_name, "trained": trained, "params": c.params, "flops_official": c.flops_official,
          "flops_fvcore": c.flops_fvcore, "macs_ptflops": c.flops_ptflops, "activations": c.activations,
@@ -143,10 +154,16 @@ def runtime_markdown(timings: list[tuple[Entry, Timing]], device: str, ratios: d
     return "\n".join(lines) + "\n"
 
 
-def check_outputs(args: argparse.Namespace) -> None:
-    """Every report path can be written, before anything is measured."""
+def check_args(args: argparse.Namespace) -> None:
+    """The numbers given make sense, and every report path can be written -- before anything is measured."""
+    if args.repeats < 1:
+        raise KitError(f"--repeats {args.repeats}: give the challenge-protocol forwards per input (1 or more)")
+    if not args.min_run_time > 0:
+        raise KitError(f"--min_run_time {args.min_run_time:g}: give the seconds of the robust protocol (more than 0)")
+    if args.html is not None and args.data_dir is None:
+        raise KitError("--html shows a validation run (per-image PSNR against the baseline's): give --data_dir")
     if args.complexity_only:
-        unsupported = [f"--{fmt}" for fmt in ("latex", "plot") if getattr(args, fmt) is not None]
+        unsupported = [f"--{fmt}" for fmt in ("latex", "plot", "html") if getattr(args, fmt) is not None]
         if unsupported:
             raise KitError(f"{' and '.join(unsupported)}: Table 3 outputs, which --complexity_only does not build; "
                            f"drop {'them' if len(unsupported) > 1 else 'it'} or --complexity_only "
@@ -157,8 +174,8 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 def measured(entries: list[tuple[Entry, Path | None]], device: torch.device, progress: Progress,
-             timed: Callable[[nn.Module, Entry, bool], list[Timing]] | None
-             ) -> list[tuple[Entry, bool, Complexity, list[Timing]]]:
+             timed: Callable[[nn.Module, Entry, bool], list[Timing]] | None, untrained: bool = False,
+             flags: dict[str, str] | None = None) -> list[tuple[Entry, bool, Complexity, list[Timing]]]:
     """Per entry (a fresh model each, the previous one freed): its counts and, with ``timed``, its timings.
 
     The model is counted on the CPU, in place, before it moves to ``device``: counting warms no GPU that is
@@ -169,7 +186,8 @@ def measured(entries: list[tuple[Entry, Path | None]], device: torch.device, pro
         for entry, weights in entries:
             bar.status(entry.display_name)
             with entry.running_on(device):
-                model, trained = fresh_model(entry, weights, cpu)  # prepared (eval, no gradients) on the CPU
+                flag = (flags or {}).get(entry.display_name, "--weights")  # the option giving its weights
+                model, trained = fresh_model(entry, weights, cpu, untrained, flag)  # prepared (eval, no grads), CPU
                 with entry.running_on(cpu):
                     complexity = count(model)  # leaves the model exactly as it was
                 model = model.to(device)
@@ -179,12 +197,37 @@ def measured(entries: list[tuple[Entry, Path | None]], device: torch.device, pro
     return rows
 
 
+def psnr_set(split: Split) -> str:
+    """What a measured PSNR was measured on, as Table 3 shows it (its own column's set: DIV2K valid)."""
+    from benchmarks.table3 import PUBLISHED_PSNR_SET
+
+    if split.layout == "ntire2023" and split.name == "valid" and len(split) == 100:
+        return PUBLISHED_PSNR_SET
+    return f"{split.root.name} ({split.layout} layout, {split.name} {len(split)} images)"
+
+
+def page_entries(rows: list[tuple[Entry, bool, Complexity, list[Timing]]], device: torch.device
+                 ) -> dict[str, dict[str, Any]]:
+    """The measured entries as results.json entries (the kit's own convention), for the results page."""
+    convention = Convention.for_run(None, "benchmark")
+    entries = {}
+    for entry, _, c, timings in rows:
+        record = timings[-1].record
+        assert record is not None  # --html needs --data_dir
+        entries[entry.display_name] = {
+            **split_keys(record), **model_keys(c, convention), "device": device_name(device), "device_type": device.type,
+            "memory_measured": device.type == "cuda", "results_convention": convention.label, "entry": entry.call_text(),
+        }
+    return entries
+
+
 def run(args: argparse.Namespace) -> str:
-    check_outputs(args)
+    check_args(args)
     entries = entries_from_args(args)
     progress = Progress(enabled=False if args.quiet else None)
     if args.complexity_only:
-        rows = [(e, trained, c) for e, trained, c, _ in measured(entries, torch.device("cpu"), progress, None)]
+        rows = [(e, trained, c) for e, trained, c, _ in measured(entries, torch.device("cpu"), progress, None,
+                                                                 args.untrained)]
         report = complexity_markdown(rows)
         if args.markdown:
             atomic_write(args.markdown, report)
@@ -194,6 +237,8 @@ def run(args: argparse.Namespace) -> str:
         if args.json:
             atomic_write(args.json, table.to_json(orient="records", indent=2) + "\n")
         return report
+    from benchmarks import render, table3
+
     baseline = None if args.baseline.lower() == "none" else get_entry(args.baseline)
     if baseline is not None and baseline.name not in {e.name for e, _ in entries if e.source is None}:
         entries.append((baseline, args.baseline_weights))
@@ -209,7 +254,8 @@ def run(args: argparse.Namespace) -> str:
         return [time_fixed_input(model, entry, FIXED_SIZES[size], device, args.repeats, args.min_run_time)
                 for size in args.sizes]
 
-    rows = measured(entries, device, progress, timed)
+    flags = {baseline.display_name: "--baseline_weights"} if baseline is not None else {}
+    rows = measured(entries, device, progress, timed, args.untrained, flags)
     main_timing = {e.display_name: ts[-1] for e, _, _, ts in rows}  # the split, or the last fixed size
     ratios = {}
     if baseline is not None:
@@ -227,6 +273,8 @@ def run(args: argparse.Namespace) -> str:
             note=f"runtime: challenge protocol on {t.input}" + ("" if trained else "; untrained weights"),
             time_ratio_to_baseline=ratios.get(entry.display_name) if baseline is not None else None,
             baseline=baseline.name if baseline is not None else "",
+            psnr_set=psnr_set(split) if split is not None else table3.PUBLISHED_PSNR_SET,
+            timed_on_gpu=device.type == "cuda",
         ))
     df = table3.rerank(table3.merge(published, table_rows))
     notes = df.attrs.get(table3.NOTES_KEY, [])
@@ -246,6 +294,11 @@ def run(args: argparse.Namespace) -> str:
         render.to_json(df, args.json, notes)
     if args.plot:
         render.plot(df, args.plot)
+    if args.html:
+        from esrkit.results_page import write_results_page
+
+        write_results_page(args.html, page_entries(rows, device), baseline_key=baseline and baseline.display_name,
+                           title=f"Efficiency report: {', '.join(e.display_name for e, *_ in rows)} on {dev_name}")
     return report
 
 

@@ -22,7 +22,7 @@ from esrkit.datasets import Split
 from esrkit.device import free_device, peak_mib, prepare_model, reset_peak
 from esrkit.entry import Entry
 from esrkit.errors import KitError
-from esrkit.evaluation import Evaluator
+from esrkit.evaluation import Evaluator, SplitRecord
 from esrkit.api import time_forward
 from esrkit.measure import timing
 from esrkit.measure.probe import random_lr
@@ -42,19 +42,20 @@ class Timing:
     challenge_mem_mib: float | None = None  # the official never-reset figure (valid split only)
     psnr: float | None = None  # only with trained weights on a validation split
     per_image_ms: list[float] = field(default_factory=list)
+    record: SplitRecord | None = None  # the split's per-image record (with --data_dir)
 
 
 def fresh_model(entry: Entry, weights: Path | None, device: torch.device,
-                untrained: bool = False) -> tuple[nn.Module, bool]:
+                untrained: bool = False, flag: str = "--weights") -> tuple[nn.Module, bool]:
     """A newly built (cold) model on ``device`` and whether it is trained.
 
     Missing weights are an error (the one that says where they were expected), never a silently untrained
     count: a misspelt path with wrong constructor arguments would otherwise count another network. Only a
     registered entry of the kit, and only with ``untrained`` (``--untrained``), is counted and timed without
-    weights -- said in every table it appears in."""
+    weights -- said in every table it appears in. ``flag`` names the option that gives its weights."""
     if weights is None and not entry.has_default_weights() and untrained and entry.source is None:
         return prepare_model(entry.build(), device), False
-    return prepare_model(entry.load(weights).model, device), True
+    return prepare_model(entry.load(weights, flag=flag).model, device), True
 
 
 def weights_per_entry(model_ids: Sequence[str], weights: Sequence[str | Path] | None) -> list[Path | None]:
@@ -91,4 +92,4 @@ def time_split(model: nn.Module, entry: Entry, split: Split, device: torch.devic
     challenge = timing.Summary.of(r.runtime_ms)
     return Timing(f"{split.root.name}/{split.name} ({len(split)} images)", challenge.mean, challenge.first,
                   warm.median, warm.iqr, r.split_peak_mib, r.memory_mib,
-                  r.mean("psnr") if trained and r.has_metrics else None, r.runtime_ms)
+                  r.mean("psnr") if trained and r.has_metrics else None, r.runtime_ms, r)

@@ -155,6 +155,10 @@ class Entry:
             flag = flag or option("weights")
         path = weights if weights is not None else self.default_weights_path(model_zoo)
         if path is None:
+            if self.source is not None:  # a team's file: its weights are found by its name (teamfile.find_weights)
+                expected = self.source.parent.parent / "model_zoo" / f"{self.source.stem}.pth"
+                raise KitError(f"no weights found for {self.source.name}: expected {expected} (or the one "
+                               f"model_zoo/teamNN_* file of its team); pass {flag} PATH")
             raise KitError(f"entry {self.name} has no default weights file: pass {flag} PATH")
         if not path.is_file():
             hint = f"check {flag}" if weights is not None else f"put the file there or pass {flag} PATH"

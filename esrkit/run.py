@@ -85,7 +85,7 @@ def run_entry(entry: Entry, splits: Sequence[Split], convention: Convention, opt
         loaded = entry.load(weights, flag=weights_flag)
         for note in entry.notes:
             progress.write(f"note: {note}")
-        with entry.running_on(torch.device("cpu")):  # the counters run on CPU copies of the model
+        with entry.running_on(torch.device("cpu")):  # counted in place on the CPU, the model restored exactly
             complexity = count(loaded.model)
         for counter, why in complexity.errors.items():
             progress.write(f"warning: no {counter} FLOPs: {why}")

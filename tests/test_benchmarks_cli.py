@@ -12,16 +12,18 @@ from tests.conftest import require
 
 
 def test_complexity_only_names_every_counter(capsys) -> None:
-    assert main(["--model_id", "MLRN-entire", "RFDN", "--complexity_only"]) == 0
+    assert main(["--model_id", "MLRN-entire", "RFDN", "--complexity_only", "--untrained"]) == 0
     out = capsys.readouterr().out
-    assert "| MLRN-entire |" in out and "| 274,710 | 16.85 | 16.88 | 17.07 | 97.87 | 43 |" in out
-    assert "| 433,448 | 27.10 | 27.05 | 27.22 | 112.03 | 64 |" in out  # RFDN, untrained: still counted
+    assert "| MLRN-entire | trained |" in out and "| 274,710 | 16.85 | 16.88 | 17.07 | 97.87 | 43 |" in out
+    # RFDN without weights, counted untrained because --untrained asks for it, and said so
+    assert "| RFDN | untrained (counted only) | 433,448 | 27.10 | 27.05 | 27.22 | 112.03 | 64 |" in out
     assert "official hook counter" in out and "fvcore" in out and "ptflops" in out
 
 
 def test_complexity_only_writes_exact_integers_as_csv_and_json(tmp_path: Path, capsys) -> None:
     csv, js = tmp_path / "c.csv", tmp_path / "c.json"
-    assert main(["--model_id", "MLRN-entire", "RFDN", "--complexity_only", "--csv", str(csv), "--json", str(js)]) == 0
+    assert main(["--model_id", "MLRN-entire", "RFDN", "--complexity_only", "--untrained", "--csv", str(csv), "--json",
+                 str(js)]) == 0
     df = pd.read_csv(csv)
     assert df.equals(pd.read_json(js))
     mlrn, rfdn = df.set_index("entry").loc["MLRN-entire"], df.set_index("entry").loc["RFDN"]
@@ -47,9 +49,10 @@ def test_unwritable_output_is_one_line_before_anything_is_measured(tmp_path: Pat
     assert "--plot" in capsys.readouterr().err and measured == []
 
 
-def test_full_report_on_cpu(tmp_path: Path, capsys) -> None:
+def test_full_report_on_cpu(tmp_path: Path, capsys, official_weights_dir: Path) -> None:
     require(default_path())  # the published Table 3 the measured rows are ranked against
     rc = main(["--model_id", "MLRN-entire", "--sizes", "256x256", "--repeats", "1", "--min_run_time", "0.05",
+               "--baseline_weights", str(official_weights_dir / "rfdn_ntire2023_team00.pth"),
                "--csv", str(tmp_path / "t.csv"), "--markdown", str(tmp_path / "t.md"), "--plot", str(tmp_path / "t.png"),
                "--json", str(tmp_path / "t.json"), "--latex", str(tmp_path / "t.tex")])
     assert rc == 0
@@ -65,3 +68,48 @@ def test_bad_arguments_are_one_line(capsys) -> None:
     assert main(["--model_id", "MLRN-entire", "RFDN", "--weights", "a.pth"]) == 2
     assert "give one per entry" in capsys.readouterr().err
     assert main(["--model_id", "nope"]) == 2
+
+
+def test_missing_weights_are_an_error_never_an_untrained_count(tmp_path: Path, capsys) -> None:
+    """A misspelt weights path with wrong constructor arguments counted another network (119,124 params for a team's
+    144,672) and exited 0; the only sign was "untrained" in a table."""
+    team = tmp_path / "models" / "team05_Toy.py"
+    team.parent.mkdir()
+    team.write_text("from torch import nn\n\n\nclass Toy(nn.Module):\n    def __init__(self, dim=8):\n"
+                    "        super().__init__()\n        self.conv = nn.Conv2d(3, dim, 3)\n\n"
+                    "    def forward(self, x):\n        return self.conv(x)\n")
+    code = main(["--complexity_only", "--model_file", str(team), "--class_name", "Toy", "--init_kwargs", '{"dim": 12}',
+                 "--data_range", "1.0", "--weights", str(tmp_path / "model_zoo" / "team05_toy_typo.pth")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "team05_toy_typo.pth" in err[0] and "not found" in err[0], err
+    # --untrained is for the kit's own entries: a team is never counted without its weights
+    assert main(["--complexity_only", "--untrained", "--model_file", str(team), "--data_range", "1.0"]) == 2
+    assert "no weights found for team05_Toy.py: expected " in capsys.readouterr().err
+
+
+def test_the_default_report_without_the_baselines_weights_says_where_they_are(capsys, official_weights_dir) -> None:
+    """The first `python -m benchmarks` timed an untrained RFDN; now it stops and names the shared official file."""
+    from esrkit.registry import get_entry
+
+    if get_entry("RFDN").has_default_weights():
+        import pytest
+
+        pytest.skip("model_zoo holds RFDN's weights here")
+    assert main(["--sizes", "256x256", "--repeats", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "weights for RFDN not found" in err and "--baseline_weights" in err
+    assert str(official_weights_dir / "rfdn_ntire2023_team00.pth") in err
+
+
+def test_counts_below_one_are_refused(capsys) -> None:
+    assert main(["--repeats", "-1"]) == 2 and "--repeats -1" in capsys.readouterr().err
+    assert main(["--min_run_time", "0"]) == 2 and "--min_run_time 0" in capsys.readouterr().err
+
+
+def test_the_html_report_is_the_results_page(tmp_path: Path, two_image_benchmark: Path, official_weights_dir) -> None:
+    page = tmp_path / "report.html"
+    assert main(["--model_id", "MLRN-entire", "--data_dir", str(two_image_benchmark), "--repeats", "1",
+                 "--baseline_weights", str(official_weights_dir / "rfdn_ntire2023_team00.pth"), "--html", str(page),
+                 "--quiet"]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert "<html" in text and "MLRN-entire" in text and "RFDN" in text and "http://" not in text.split("<svg")[0]

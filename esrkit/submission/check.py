@@ -393,7 +393,7 @@ class SubmissionCheck:
     def _efficiency_and_quality_rules(self, entry: Entry) -> None:
         assert self.model is not None
         base = self.baseline_entry
-        with entry.running_on(torch.device("cpu")):  # the counters run on CPU copies of the model
+        with entry.running_on(torch.device("cpu")):  # counted in place on the CPU, the model restored exactly
             ours_c = count(self.model)
         theirs_c = count(self.baseline.model, second_probe=False)
         ours = Evaluator(self.model, scale=entry.scale, data_range=self.data_range, device=self.device,
