@@ -598,3 +598,11 @@ def test_an_infinite_output_is_not_finite_on_the_images(tmp_path, set5, weights,
     for rule in ("runtime", "PSNR valid"):
         status, reason = rows[rule]
         assert status == "FAIL" and "non-finite value(s) (NaN/Inf)" in reason
+
+
+def test_a_weights_file_that_does_not_exist_is_a_usage_error(tmp_path, set5, weights, capsys) -> None:
+    path = team_folder(tmp_path, "team06_Tiny.py", TINY.format(name="Tiny", factor=4, expr="self.up(self.conv(x))"))
+    rc, out, err = run_cli(capsys, *check_args(path, set5, "RLFN", weights["RLFN"], "--data_range", "255",
+                                               "--weights", str(tmp_path / "model_zoo" / "team06_tiny_typo.pth")))
+    assert rc == 2 and out == "" and said(err) == [f"error: weights file not found: "
+                                                  f"{tmp_path / 'model_zoo' / 'team06_tiny_typo.pth'}; check --weights"]

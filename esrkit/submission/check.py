@@ -41,6 +41,7 @@ from esrkit.measure.timing import mean
 from esrkit.api import count
 from esrkit.measure.complexity import Complexity
 from esrkit.measure.probe import probe_input
+from esrkit.options import option
 from esrkit.progress import QUIET, Progress
 from esrkit.registry import get_entry
 from esrkit.spec import SpecConflict, TeamSpec, resolve
@@ -88,7 +89,12 @@ class Submission:
 
     @classmethod
     def from_spec(cls, spec: TeamSpec) -> "Submission":
-        """A team's file or a registered entry; a spec that gives no model still gives a submission to judge."""
+        """A team's file or a registered entry; a spec that gives no model still gives a submission to judge.
+
+        A weights file that is named but does not exist is a usage error (a mistyped path), not a rule that failed:
+        judging the submission without the weights meant for it would judge something else."""
+        if spec.weights is not None and not Path(spec.weights).is_file():
+            raise KitError(f"weights file not found: {spec.weights}; check {option('weights')}")
         try:
             entry = resolve(spec, require_data_range=False)
         except SpecConflict:  # the flags contradict the file: a usage error, not a rule that failed
