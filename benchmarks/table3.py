@@ -30,7 +30,7 @@ import pandas as pd
 
 from esrkit.errors import KitError
 from esrkit.paths import shared_path
-from esrkit.ranking import score_from_ratios
+from esrkit.ranking import ordinal, score_from_ratios, track_ranks
 
 REFERENCE_NAME = "ntire2023_esr_table3.csv"
 
@@ -213,14 +213,6 @@ def merge(published: pd.DataFrame, measured_rows: Iterable[MeasuredRow]) -> pd.D
     return df
 
 
-def _ordinal(*keys: np.ndarray) -> np.ndarray:
-    """1-based ordinal ranks: sort by keys[0], then keys[1], ... (the last key should be unique)."""
-    order = np.lexsort(tuple(reversed(keys)))
-    ranks = np.empty(len(order), dtype=np.int64)
-    ranks[order] = np.arange(1, len(order) + 1)
-    return ranks
-
-
 def _as_printed(values: pd.Series, column: str) -> np.ndarray:
     """Values rounded to their printed precision, as integers so that equal prints compare equal."""
     return np.rint(values.to_numpy(dtype=float) * 10 ** DECIMALS[column]).astype(np.int64)
@@ -268,40 +260,26 @@ def rerank(df: pd.DataFrame) -> pd.DataFrame:
         if bad:
             raise KitError(f"rerank: column {col!r} is empty for team(s) {', '.join(map(repr, bad))}")
     out = df.copy().reset_index(drop=True)
-    position = np.arange(len(out))
     unmeasured_mem = out["mem_M"].isna().to_numpy()
     printed = {c: _as_printed(out[c].fillna(0), c) for c in RANKED_METRICS}
-
-    # A runtime not measured on a GPU (a CPU run) is shown but never ranked among the GPU times: the GPU rows
-    # are ranked as if it were not there, and it comes after them only where a tie-break needs an order.
+    # A runtime not measured on a GPU (a CPU run) is shown but never ranked among the GPU times (esrkit.ranking).
     on_gpu = (out["timed_on_gpu"].fillna(True).astype(bool).to_numpy() if "timed_on_gpu" in out.columns
               else np.ones(len(out), dtype=bool))
-    time_rank = _ordinal((~on_gpu).astype(np.int64), printed["time_ave"], position)
-    out["time_ave_rank"] = pd.array(np.where(on_gpu, time_rank, None).tolist(), dtype="Int64")
-    for col in RANKED_METRICS[1:]:
-        out[f"{col}_rank"] = _ordinal(printed[col], time_rank)
-    # A row without GPU memory (a CPU run) takes part in no memory rank and gets no Overall.
-    mem_rank = np.zeros(len(out), dtype=np.int64)
-    mem_rank[~unmeasured_mem] = _ordinal(printed["mem_M"][~unmeasured_mem], time_rank[~unmeasured_mem])
-    out["mem_M_rank"] = pd.array(np.where(unmeasured_mem, None, mem_rank).tolist(), dtype="Int64")
-    out["model_comp"] = out["params_M_rank"] + out["flops_G_rank"]
-    model_comp = out["model_comp"].to_numpy(dtype=np.int64)
-    out["model_comp_rank"] = _ordinal(model_comp, time_rank)
-    overall = time_rank + sum(out[f"{c}_rank"].to_numpy(dtype=np.int64) for c in RANKED_METRICS[1:] if c != "mem_M") \
-        + mem_rank
-    overall = pd.Series(overall, index=out.index)
-    overall_rank = np.zeros(len(out), dtype=np.int64)
-    ranked = ~unmeasured_mem & on_gpu  # Overall sums the memory and runtime ranks: none without either
-    overall_rank[ranked] = _ordinal(overall.to_numpy(dtype=np.int64)[ranked], model_comp[ranked], time_rank[ranked])
-    out["overall"] = pd.array(np.where(ranked, overall, None).tolist(), dtype="Int64")
-    out["overall_rank"] = pd.array(np.where(ranked, overall_rank, None).tolist(), dtype="Int64")
-    for col in DERIVED_COLUMNS:
-        out[col] = out[col].astype("Int64")
+    ranks = track_ranks(printed["time_ave"], printed["params_M"], printed["flops_G"], printed["acts_M"],
+                        np.where(unmeasured_mem, np.nan, printed["mem_M"]), on_gpu)
+    for col, values in (("time_ave_rank", ranks.time), ("params_M_rank", ranks.params), ("flops_G_rank", ranks.flops),
+                        ("acts_M_rank", ranks.acts), ("mem_M_rank", ranks.mem), ("model_comp", ranks.model_comp),
+                        ("model_comp_rank", ranks.model_comp_rank), ("overall", ranks.overall),
+                        ("overall_rank", ranks.overall_rank)):
+        out[col] = pd.array([None if np.isnan(v) else int(v) for v in values], dtype="Int64")
+    model_comp = ranks.model_comp.astype(np.int64)
+    overall = pd.Series(np.nan_to_num(ranks.overall).astype(np.int64), index=out.index)
+    ranked = np.isfinite(ranks.overall)  # Overall sums the memory and runtime ranks: none without either
 
     by_runtime = [("time_ave_rank", "runtime rank")]
     tie_notes = _tie_notes(out[on_gpu], printed["time_ave"][on_gpu], "time_ave", [], "table order, no rule known")
     for col in RANKED_METRICS[1:]:
-        rows = ranked if col == "mem_M" else np.ones(len(out), dtype=bool)
+        rows = ~unmeasured_mem if col == "mem_M" else np.ones(len(out), dtype=bool)
         tie_notes += _tie_notes(out[rows], printed[col][rows], col, by_runtime, "the better runtime rank")
     tie_notes += _tie_notes(out, model_comp, "model_comp", by_runtime, "the better runtime rank")
     tie_notes += _tie_notes(out[ranked], overall.to_numpy(dtype=np.int64)[ranked], "overall",
@@ -390,7 +368,7 @@ def score_2024(df: pd.DataFrame, baseline_row: str) -> pd.DataFrame:
     scored = out["Score_final"].notna().to_numpy()
     ranks = pd.array([pd.NA] * len(out), dtype="Int64")
     if scored.any():
-        ranks[scored] = _ordinal(out["Score_final"].to_numpy()[scored], np.arange(scored.sum()))
+        ranks[scored] = ordinal(out["Score_final"].to_numpy()[scored], np.arange(scored.sum()))
     out["Score_rank"] = ranks
     notes = list(df.attrs.get(NOTES_KEY, []))
     notes.append(f"2024/2025 score relative to {baseline_row} (Score_final of the baseline = e^2 = {math.e ** 2:.4f}).")

@@ -81,28 +81,32 @@ class TrackRanks:
     overall_rank: np.ndarray
 
 
-def track_ranks(time: ArrayLike, params: ArrayLike, flops: ArrayLike, acts: ArrayLike, mem: ArrayLike) -> TrackRanks:
+def track_ranks(time: ArrayLike, params: ArrayLike, flops: ArrayLike, acts: ArrayLike, mem: ArrayLike,
+                on_gpu: ArrayLike | None = None) -> TrackRanks:
     """The NTIRE 2022/2023 ranks of entries that all have a runtime, params, FLOPs and activations.
 
     Ties in Params/FLOPs/Acts/Mem and in Model Comp. go to the better runtime rank; ties in Overall to the
     lower Model Comp. score, then the better runtime rank (the rules ``benchmarks/table3.py`` inferred from
     the published Table 3; a runtime tie keeps the given order). An entry without memory (NaN: not
-    measured on a GPU) takes part in no memory rank and gets no Overall.
+    measured on a GPU) takes part in no memory rank and gets no Overall. A runtime not measured on a GPU
+    (``on_gpu`` False) gets no runtime rank and no Overall: the GPU runtimes are ranked as if it were not
+    there, and it comes after them only where a tie-break needs an order.
     """
     time = np.asarray(time, dtype=float)
     required = {"runtime": time, "params": params, "FLOPs": flops, "activations": acts}
     for name, values in required.items():
         if not np.isfinite(np.asarray(values, dtype=float)).all():
             raise ValueError(f"track_ranks: every entry needs a finite {name}")
-    position = np.arange(len(time))
-    time_rank = ordinal(time, position).astype(float)
-    params_rank, flops_rank, acts_rank = (ordinal(v, time_rank).astype(float) for v in (params, flops, acts))
-    mem_rank = ranks_where(mem, time_rank)
+    gpu = np.ones(len(time), dtype=bool) if on_gpu is None else np.asarray(on_gpu, dtype=bool)
+    order = ordinal((~gpu).astype(float), time, np.arange(len(time))).astype(float)  # every entry: for tie-breaks
+    time_rank = np.where(gpu, order, np.nan)
+    params_rank, flops_rank, acts_rank = (ordinal(v, order).astype(float) for v in (params, flops, acts))
+    mem_rank = ranks_where(mem, order)
     model_comp = params_rank + flops_rank
-    overall = time_rank + params_rank + flops_rank + acts_rank + mem_rank  # NaN where memory is missing
+    overall = time_rank + params_rank + flops_rank + acts_rank + mem_rank  # NaN without memory or a GPU runtime
     return TrackRanks(time=time_rank, params=params_rank, flops=flops_rank, acts=acts_rank, mem=mem_rank,
-                      model_comp=model_comp, model_comp_rank=ordinal(model_comp, time_rank).astype(float),
-                      overall=overall, overall_rank=ranks_where(overall, model_comp, time_rank))
+                      model_comp=model_comp, model_comp_rank=ordinal(model_comp, order).astype(float),
+                      overall=overall, overall_rank=ranks_where(overall, model_comp, order))
 
 
 def pareto_front(x: Sequence[float] | ArrayLike, y: Sequence[float] | ArrayLike) -> list[int]:
