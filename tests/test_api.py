@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 from pathlib import Path
 
@@ -22,10 +21,12 @@ def readme_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_the_readme_library_example_runs_as_written(monkeypatch) -> None:
+def test_the_readme_library_example_runs_as_written(monkeypatch, tmp_path) -> None:
+    """Run from a folder beside which ``../shared`` is the shared folder, as it is beside a checkout."""
     require(SHARED / "submissions")
-    monkeypatch.chdir(REPO_ROOT)
-    monkeypatch.setattr(os, "environ", {**os.environ, "ESRKIT_SHARED": str(SHARED)})
+    (tmp_path / "shared").symlink_to(SHARED.resolve())
+    (tmp_path / "checkout").mkdir()
+    monkeypatch.chdir(tmp_path / "checkout")
     out = io.StringIO()
     with torch_threads(1), contextlib.redirect_stdout(out):
         exec(compile(readme_example(), "README.md", "exec"), {})
