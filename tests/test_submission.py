@@ -588,7 +588,7 @@ def test_zip_and_factsheet_are_replaced_together(tmp_path, monkeypatch) -> None:
 def test_an_infinite_output_is_not_finite_on_the_images(tmp_path, set5, weights, capsys) -> None:
     """Inf everywhere: clamping first made it white, so check said "finite on all 5 images" and scored its PSNR."""
     path = team_folder(tmp_path, "team05_Infinite.py",
-                       TINY.format(name="Infinite", factor=4, expr="self.up(self.conv(x)) * float('inf')"),
+                       TINY.format(name="Infinite", factor=4, expr="self.up(self.conv(x)) + float('inf')"),
                        "team05_infinite.pth", state=TINY_STATE)
     rc, out, _ = run_cli(capsys, *check_args(path, set5, "RLFN", weights["RLFN"], "--data_range", "255"))
     rows = table(out)
