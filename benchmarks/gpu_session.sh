@@ -45,7 +45,7 @@ $PY -m benchmarks --model_id MLRN-entire RFDN RLFN EFDN IMDN \
   --data_dir "$DATA" --repeats $RUNS --markdown "$OUT/report.md" --csv "$OUT/report.csv" --plot "$OUT/report.png" \
   >/dev/null 2>>"$LOG"
 $PY -m benchmarks --model_id MLRN-entire --sizes 256x256 339x510 --repeats 10 --markdown "$OUT/report_fixed.md" \
-  >/dev/null 2>>"$LOG"
+  --baseline_weights _carry/weights/rfdn_ntire2023_team00.pth >/dev/null 2>>"$LOG"
 fi
 
 if want train; then
