@@ -54,6 +54,7 @@ from esrkit.entry import EACH_PREFIX, Entry
 from esrkit.errors import KitError
 from esrkit.options import named_as, option, style
 from esrkit.registry import get_entry
+from esrkit.tomltext import toml_value
 
 DEFAULT_SCALE = 4
 YEARS = (2022, 2023, 2024, 2025)
@@ -194,18 +195,7 @@ def _schema_problem(instance: dict[str, Any], schema: dict[str, Any], where: str
         missing = [k for k in schema["required"] if k not in instance]
         return f"{where}: no {', '.join(missing)}: add {' '.join(f'[[{k}]]' for k in missing)} tables, one per team"
     key = str(error.path[0])
-    return f"{where}: {key} = {_toml_text(instance[key])} must be {schema['properties'][key]['description']}"
-
-
-def _toml_text(value: Any) -> str:
-    """A value as the spec file spells it (true, "text", [1, 2]), for messages."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(map(_toml_text, value)) + "]"
-    return repr(value)
+    return f"{where}: {key} = {toml_value(instance[key])} must be {schema['properties'][key]['description']}"
 
 
 def team_spec(table: dict[str, Any], base: Path, where: str) -> TeamSpec:

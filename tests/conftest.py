@@ -23,6 +23,40 @@ def not_a_slurm_array_task(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+TOY_NET = '''import torch
+from torch import nn
+
+
+class Toy(nn.Module):
+    """A 3 -> 48 channel conv and a x4 pixel shuffle: the smallest x4 network a test can run."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 48, 3, padding=1)
+        self.up = nn.PixelShuffle(4)
+
+    def forward(self, x):
+        return self.up(self.conv(x))
+'''
+
+
+def toy_team(folder: Path, file_name: str, source: str = TOY_NET) -> Path:
+    """``folder/models/<file_name>`` holding ``source`` and ``folder/model_zoo/<stem>.pth`` holding the weights of
+    :data:`TOY_NET` (seeded): a team submission written by the test. ``source`` may be the toy with additions (an
+    exit at import, in the forward) as long as it keeps the toy's parameters."""
+    import torch
+
+    path = folder / "models" / file_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+    (folder / "model_zoo").mkdir(exist_ok=True)
+    namespace: dict = {}
+    exec(TOY_NET, namespace)
+    torch.manual_seed(0)
+    torch.save(namespace["Toy"]().state_dict(), folder / "model_zoo" / f"{path.stem}.pth")
+    return path
+
+
 def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available (set ESRKIT_SHARED to the shared folder)")

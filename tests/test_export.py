@@ -23,6 +23,7 @@ from esrkit.registry import get_entry
 from esrkit.submission.__main__ import main
 from esrkit.submission.export import default_name, export_entry
 from esrkit.submission.layout import check_imports, check_model_file_name, check_weights_name
+from tests.conftest import toy_team
 
 OFFICIAL_FILES = {"RFDN": "rfdn_ntire2023_team00.pth", "RLFN": "rlfn_ntire2024_team00.pth",
                   "EFDN": "efdn_ntire2025_team00.pth", "IMDN": "imdn_ntire2022_baseline.pth"}
@@ -160,17 +161,7 @@ def test_a_network_that_needs_a_third_party_module_is_refused(tmp_path: Path) ->
 def test_the_next_command_after_exporting_a_teams_file_names_no_unknown_baseline(tmp_path: Path, capsys) -> None:
     """Exporting team 07's NanoSR printed `check ... --baseline NanoSR`: no such registered entry, so the command it
     suggested failed. A team's file is judged against the year's baseline instead."""
-    source = tmp_path / "theirs" / "models" / "team07_Toy.py"
-    source.parent.mkdir(parents=True)
-    source.write_text("import torch\nfrom torch import nn\n\n\nclass Toy(nn.Module):\n    def __init__(self):\n"
-                      "        super().__init__()\n        self.conv = nn.Conv2d(3, 48, 3, padding=1)\n"
-                      "        self.up = nn.PixelShuffle(4)\n\n    def forward(self, x):\n"
-                      "        return self.up(self.conv(x))\n")
-    (tmp_path / "theirs" / "model_zoo").mkdir()
-    torch.manual_seed(0)
-    namespace: dict = {}
-    exec(source.read_text(), namespace)
-    torch.save(namespace["Toy"]().state_dict(), tmp_path / "theirs" / "model_zoo" / "team07_Toy.pth")
+    source = toy_team(tmp_path / "theirs", "team07_Toy.py")
     assert main(["export", "--model_file", str(source), "--data_range", "1.0", "--team", "7",
                  "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out

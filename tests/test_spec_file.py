@@ -12,33 +12,7 @@ import test_demo
 from esrkit.challenge import Convention
 from esrkit.errors import KitError
 from esrkit.spec import TeamSpec, load_spec_file, resolve
-
-TOY = '''from torch import nn
-
-
-class Toy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 48, 3, padding=1)
-        self.up = nn.PixelShuffle(4)
-
-    def forward(self, x):
-        return self.up(self.conv(x))
-'''
-
-
-def toy_team(folder: Path, file_name: str) -> Path:
-    import torch
-
-    path = folder / "models" / file_name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(TOY)
-    (folder / "model_zoo").mkdir(exist_ok=True)
-    namespace: dict = {}
-    exec(TOY, namespace)
-    torch.save(namespace["Toy"]().state_dict(), folder / "model_zoo" / f"{path.stem}.pth")
-    return path
-
+from tests.conftest import toy_team
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "teams.toml"

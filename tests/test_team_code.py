@@ -12,43 +12,16 @@ import pytest
 
 import test_demo
 from esrkit.submission.__main__ import main as submission
+from tests.conftest import TOY_NET, toy_team
 
-NET = '''import os
-import sys
-import torch
-from torch import nn
-
-{at_import}
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 48, 3, padding=1)
-        self.shuffle = nn.PixelShuffle(4)
-
-    def forward(self, x):
-        {in_forward}
-        return self.shuffle(self.conv(x))
-'''
+def team_file(folder: Path, name: str, at_import: str = "", in_forward: str = "") -> Path:
+    """The toy team with ``at_import`` after its imports and ``in_forward`` at the top of its forward."""
+    source = "import os\nimport sys\n" + TOY_NET.replace("class Toy", f"{at_import}\n\n\nclass Toy").replace(
+        "    def forward(self, x):\n", f"    def forward(self, x):\n        {in_forward or 'pass'}\n")
+    return toy_team(folder, f"{name}.py", source)
 
 
-def team_file(folder: Path, name: str, at_import: str = "", in_forward: str = "pass") -> Path:
-    path = folder / "models" / f"{name}.py"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(NET.format(at_import=at_import, in_forward=in_forward))
-    import torch
-
-    torch.manual_seed(0)
-    zoo = folder / "model_zoo"
-    zoo.mkdir(exist_ok=True)
-    exec_globals: dict = {}
-    exec(NET.format(at_import="", in_forward="pass"), exec_globals)  # the same network, to save its weights
-    torch.save(exec_globals["Net"]().state_dict(), zoo / f"{name}.pth")
-    return path
-
-
-@pytest.mark.parametrize("at_import, in_forward", [("sys.exit(0)", "pass"), ("", "os._exit(0)"), ("", "exit()")])
+@pytest.mark.parametrize("at_import, in_forward", [("sys.exit(0)", ""), ("", "os._exit(0)"), ("", "exit()")])
 def test_test_demo_reports_a_team_that_exits(tmp_path, two_image_benchmark, capsys, at_import, in_forward) -> None:
     model = team_file(tmp_path / "sub", "team31_Quitter", at_import, in_forward)
     code = test_demo.main(["--model_file", str(model), "--data_range", "1.0", "--data_dir", str(two_image_benchmark),

@@ -46,6 +46,7 @@ from esrkit.cli import EXIT_FAILED, EXIT_OK
 from esrkit.errors import KitError
 from esrkit.spec import SPEC_KEYS, load_spec_file
 from esrkit.teamfile import parse
+from esrkit.tomltext import toml_value
 
 FUNCTION = "select_model"
 DEFAULT_RETURN = ("model", "name", "data_range", "tile")  # what the kits' select_model returns, in order
@@ -1063,46 +1064,6 @@ def _unique_teams(branches: Sequence[Branch]) -> None:
 
 
 # --- TOML -----------------------------------------------------------------------------------------
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-
-
-def toml_string(text: str) -> str:
-    """A TOML basic string: quotes, backslashes and control characters escaped, everything else as is."""
-    out = []
-    for ch in text:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else toml_string(key)
-
-
-def toml_value(value: Any) -> str:
-    """A TOML value: string, integer, float, boolean, array or inline table (TOML has no null)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"{value!r} has no TOML form")
-
 
 def _spec_path(path: Path, base: Path | None) -> str:
     """``path`` as the spec writes it: relative to the spec's folder, or absolute when there is none."""
