@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 from esrkit.errors import KitError
 
@@ -143,16 +143,33 @@ class StagedFolder:
 
     ``with StagedFolder(final) as staging:`` -- write under ``staging``; on leaving the block without
     an exception each top-level subfolder of ``staging`` (one split's images) *replaces* the subfolder of
-    the same name under ``final`` whole -- so that a folder never holds two runs' images -- and each
+    the same name under ``final`` -- so that a folder never holds two runs' images -- and each
     top-level file replaces its namesake; everything else under ``final`` is left. Otherwise the staging
-    folder is removed.
+    folder is removed. ``carry(old_subfolder)`` names the files of a replaced subfolder that are not the run's
+    own (a note someone put there): they are moved into the new one, so that only the run's own files are ever
+    replaced. :meth:`adopt` commits a folder filled elsewhere (a batch's team process writes its own).
     """
 
-    def __init__(self, final: str | Path) -> None:
+    def __init__(self, final: str | Path, carry: Callable[[Path], Iterable[Path]] | None = None) -> None:
         self.final = Path(final)
         self.staging: Path | None = None
+        self.carry = carry
+
+    @classmethod
+    def adopt(cls, final: str | Path, staging: Path,
+              carry: Callable[[Path], Iterable[Path]] | None = None) -> "StagedFolder":
+        """A stage already filled (in a folder on ``final``'s filesystem): commit it, or remove it, as a block does."""
+        staged = cls(final, carry)
+        try:
+            staged.final.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _cannot_write(staged.final, exc) from None
+        staged.staging = Path(staging)
+        return staged
 
     def __enter__(self) -> Path:
+        if self.staging is not None:
+            return self.staging
         try:
             self.final.mkdir(parents=True, exist_ok=True)
             self.staging = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.staging-", dir=self.final.parent))
@@ -180,9 +197,14 @@ class StagedFolder:
             except OSError as exc:
                 raise _cannot_write(target, exc) from None
 
-    @staticmethod
-    def _swap_folder(source: Path, target: Path) -> None:
-        """``source`` in place of ``target``: the old one moved aside first, removed once the new one is in."""
+    def _swap_folder(self, source: Path, target: Path) -> None:
+        """``source`` in place of ``target``: the files of ``target`` that are not the run's own carried into it, the
+        old one moved aside first, removed once the new one is in."""
+        for kept in (self.carry(target) if self.carry is not None else ()):
+            destination = source / kept.name
+            while destination.exists():  # a name the run writes too: the note is kept beside it, renamed
+                destination = destination.with_name(destination.name + ".kept")
+            os.replace(kept, destination)
         aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
         os.rmdir(aside)
         os.replace(target, aside)

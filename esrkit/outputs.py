@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from esrkit.datasets import Split
 from esrkit.fingerprint import data_fingerprint
@@ -36,9 +36,10 @@ class DataIdentity:
     fingerprint: str
 
     @classmethod
-    def of(cls, splits: Sequence[Split]) -> "DataIdentity":
+    def of(cls, splits: Sequence[Split], fingerprint: str | None = None) -> "DataIdentity":
+        """The identity of ``splits``; ``fingerprint`` is their digest when the caller has it already."""
         return cls(str(Path(splits[0].root).resolve()), splits[0].layout, tuple((s.name, len(s)) for s in splits),
-                   data_fingerprint(splits))
+                   data_fingerprint(splits) if fingerprint is None else fingerprint)
 
     def describe(self) -> str:
         shown = ", ".join(f"{name} {n} images" for name, n in self.splits)
@@ -109,7 +110,30 @@ def sr_folder_problem(folder: Path, identity: DataIdentity, splits: Sequence[Spl
     return None
 
 
-def write_marker(staging: Path, identity: DataIdentity) -> None:
-    """The marker of an SR folder being staged (moved in with the images)."""
-    (staging / MARKER_NAME).write_text(json.dumps({**identity.record(), "splits": dict(identity.splits)}, indent=2) + "\n",
+def write_marker(staging: Path, identity: DataIdentity, splits: Sequence[Split] = ()) -> None:
+    """The marker of an SR folder being staged (moved in with the images): the data, and the image files the run
+    writes per split (what a later run may replace: :func:`carried_files`)."""
+    files = {split.name: [f"{pair.name}.png" for pair in split.pairs] for split in splits}
+    (staging / MARKER_NAME).write_text(json.dumps({**identity.record(), "splits": dict(identity.splits),
+                                                   **({"files": files} if files else {})}, indent=2) + "\n",
                                        encoding="utf-8")
+
+
+def carried_files(folder: Path) -> Callable[[Path], list[Path]]:
+    """For :class:`esrkit.atomic.StagedFolder` replacing the SR folder ``folder``: which files of one of its split
+    folders are *not* the kit's -- every file its marker does not list as a written image (or, for a folder whose
+    marker lists none, every file that is not an image) -- so that they are kept, never deleted with the images.
+    The marker is read now, before the new run's replaces it."""
+    try:
+        made = json.loads((folder / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        made = {}
+    listed = made.get("files") if isinstance(made, dict) and isinstance(made.get("files"), dict) else None
+
+    def carried(split_folder: Path) -> list[Path]:
+        written = listed.get(split_folder.name) if listed is not None else None
+        ours = set(written) if isinstance(written, list) else None
+        return [p for p in sorted(split_folder.iterdir())
+                if (p.name not in ours if ours is not None else not is_image_file(p)) and not p.is_dir()]
+
+    return carried

@@ -20,22 +20,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import torch
 from filelock import FileLock
 
-from esrkit import __version__
+from esrkit import __version__, environment
 from esrkit.atomic import replace_together
 from esrkit.challenge import Convention
 from esrkit.device import device_name
 from esrkit.errors import KitError
 from esrkit.evaluation import SplitRecord
-from esrkit.fingerprint import data_fingerprint
+from esrkit.fingerprint import data_fingerprint as fingerprint_of
 from esrkit.outputs import DataIdentity, replacement_problem
 from esrkit.measure.complexity import Complexity
 from esrkit.measure.timing import mean
@@ -131,8 +133,9 @@ def fast_keys(r: SplitRecord, ref: SplitRecord) -> dict[str, Any]:
     return keys
 
 
-def entry_record(run: EntryRun) -> dict[str, Any]:
-    """The results.json entry of a run: the official keys, then this kit's extras (never instead of them)."""
+def entry_record(run: EntryRun, data_fingerprint: str | None = None) -> dict[str, Any]:
+    """The results.json entry of a run: the official keys, then this kit's extras (never instead of them).
+    ``data_fingerprint``: the data's digest, when the caller has it already."""
     record: dict[str, Any] = {}
     for r in run.records:
         record.update(split_keys(r))
@@ -158,13 +161,14 @@ def entry_record(run: EntryRun) -> dict[str, Any]:
         results_convention=run.convention.label,
         data_dir=str(split.root),
         layout=split.layout,
-        data_fingerprint=data_fingerprint(run.splits),
+        data_fingerprint=data_fingerprint if data_fingerprint is not None else fingerprint_of(run.splits),
         lr_source="made by the kit's MATLAB-bicubic imresize" if split.lr_made_by_kit else "LR files",
         lr_only=not split.has_hr,
         data_range=entry.data_range,
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         kit_version=__version__,
         torch_version=torch.__version__,
+        environment=environment.describe(entry.source),
     )
     if entry.notes:
         record["notes"] = list(entry.notes)
@@ -214,6 +218,10 @@ def render_results_txt(results: dict[str, Any], include_test: bool, hybrid_test:
         else:
             row = (str(name), _cell(v, f"{first}_ave_psnr", "2.2f"), _cell(v, f"{first}_ave_runtime", "3.2f"), *common)
         lines.append(fmt.format(*row))
+    unconfined = [str(name) for name, v in results.items() if isinstance(v, dict) and v.get("confined") is False]
+    if unconfined:  # only then: a round measured confined keeps the official table exactly
+        lines.append(f"\n# measured unconfined (--unconfined: the team's code ran with the organiser's rights, "
+                     f"outside the sandbox): {', '.join(unconfined)}\n")
     return "".join(lines)
 
 
@@ -309,6 +317,14 @@ class ResultsFiles:
 
         With ``identity`` (the data the entries were measured on) and ``replace`` False, an entry measured on other
         data is refused here too, under the lock -- another run may have written it since :meth:`preflight`."""
+        return self.merge_checked(entries, identity=identity, replace=replace).results
+
+    def merge_checked(self, entries: dict[str, dict[str, Any]], known: Mapping[str, Any] | None = None,
+                      identity: DataIdentity | None = None, replace: bool = True) -> "Merged":
+        """:meth:`merge`, and under the same lock: every entry of ``known`` (the entries the caller wrote or checked
+        earlier, as it wrote them) that results.json no longer holds as such -- changed by anything but the kit --
+        is put back, and its key reported; a results.txt that is not what results.json gives is reported too (it is
+        written again from results.json, as on every merge)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with folder_lock(self.folder):
             results = read_results(self.json_path)
@@ -316,9 +332,36 @@ class ResultsFiles:
                 problem, _ = replacement_problem(results, key, identity, replace)  # type: ignore[arg-type]
                 if problem:
                     raise KitError(problem)
+            restored = [key for key, entry in (known or {}).items()
+                        if key not in entries and entry_digest(results.get(key)) != entry_digest(entry)]
+            txt_changed = self.txt_path.is_file() and self._txt_differs(results)
+            results.update({key: known[key] for key in restored})  # type: ignore[index]
             results.update(entries)
             replace_together({
                 self.json_path: json.dumps(results, indent=2) + "\n",
                 self.txt_path: render_results_txt(results, self.include_test, self.hybrid_test),
             })
-        return results
+        return Merged(results, restored, txt_changed)
+
+    def _txt_differs(self, results: dict[str, Any]) -> bool:
+        try:
+            return self.txt_path.read_text(encoding="utf-8") != render_results_txt(results, self.include_test,
+                                                                                  self.hybrid_test)
+        except (OSError, UnicodeDecodeError):
+            return True
+
+
+@dataclass(frozen=True)
+class Merged:
+    """What :meth:`ResultsFiles.merge_checked` wrote, and what it found changed outside the kit."""
+
+    results: dict[str, Any]
+    restored: list[str]  # entries put back as the kit had written them
+    txt_changed: bool  # results.txt differed from what results.json gives (it was written again)
+
+
+def entry_digest(entry: Any) -> str:
+    """SHA-256 of a results entry as written (canonical JSON): what the kit keeps of each entry it writes, to tell
+    its own figures from an edit made by anything else."""
+    text = json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -26,7 +26,7 @@ from esrkit.fastpath import FastForward, FastOptions
 from esrkit.api import count
 from esrkit.measure.complexity import Complexity
 from esrkit.metrics import selected
-from esrkit.outputs import DataIdentity, write_marker
+from esrkit.outputs import DataIdentity, carried_files, write_marker
 from esrkit.progress import QUIET, Progress
 
 
@@ -69,14 +69,20 @@ class EntryRun:
 
 def run_entry(entry: Entry, splits: Sequence[Split], convention: Convention, options: RunOptions,
               weights: Path | None = None, save_root: Path | None = None,
-              finish: Callable[[EntryRun], None] | None = None, weights_flag: str | None = None) -> EntryRun:
+              finish: Callable[[EntryRun], None] | None = None, weights_flag: str | None = None,
+              sr_dir: Path | None = None, data_fingerprint: str | None = None) -> EntryRun:
     """Load, count and evaluate ``entry``.
 
     SR images go to ``save_root/<split>/``, staged: they are moved in only once the run -- and ``finish``
     (e.g. merging its results) -- succeeded, each split's folder replaced whole, with a marker naming the data
-    (:mod:`esrkit.outputs`). ``weights_flag`` names, in messages, the option that gives
-    the weights on the command at hand (default: ``--weights``, or the spec's key for a team of a spec file).
+    (:mod:`esrkit.outputs`). Or, for a caller that stages them itself (a batch's team process, whose images the
+    batch moves into place), straight into ``sr_dir/<split>/``. ``data_fingerprint`` is the data's digest when
+    the caller has it already (:func:`esrkit.fingerprint.data_fingerprint` of ``splits``). ``weights_flag`` names,
+    in messages, the option that gives the weights on the command at hand (default: ``--weights``, or the spec's
+    key for a team of a spec file).
     """
+    if save_root is not None and sr_dir is not None:
+        raise ValueError("give save_root (staged here) or sr_dir (staged by the caller), not both")
     device, progress = options.device, options.progress
     torch.backends.cudnn.benchmark = False
     if device.type == "cuda":
@@ -100,9 +106,10 @@ def run_entry(entry: Entry, splits: Sequence[Split], convention: Convention, opt
             loop=options.loop,
             progress=progress, source=f"{entry.name} with {loaded.weights}",
         )
-        with StagedFolder(save_root) if save_root is not None else nullcontext() as staging:
-            if staging is not None:
-                write_marker(staging, DataIdentity.of(splits))  # which data the folder's images come from
+        staged = StagedFolder(save_root, carried_files(save_root)) if save_root is not None else nullcontext(sr_dir)
+        with staged as staging:
+            if save_root is not None:  # which data its images come from, and which files are the kit's
+                write_marker(staging, DataIdentity.of(splits, data_fingerprint), splits)
             records = [evaluator.run(split, None if staging is None else staging / split.name) for split in splits]
             fast: list[SplitRecord] = []
             engine, fast_error = None, None

@@ -189,7 +189,7 @@ def run_batch_cli(*argv: str, isolate: bool = False) -> tuple[int, str, str]:
     """The batch command; in this process (``--in_process``) unless ``isolate`` (one process per team, the default)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(["batch", *argv, "--device", "cpu", "--quiet", *([] if isolate else ["--in_process"])])
+        rc = main(["batch", *argv, "--device", "cpu", "--quiet", *([] if isolate else ["--in_process", "--unconfined"])])
     return rc, out.getvalue(), err.getvalue()
 
 

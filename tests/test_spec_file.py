@@ -73,7 +73,7 @@ def test_a_batch_reports_an_invalid_table_as_a_failed_team_and_measures_the_othe
     path = write(tmp_path, 'year = 2025\n[[team]]\nteam = 7\nmodel_file = "models/team07_Toy.py"\ndata_range = 1.0\n\n'
                            '[[team]]\nteam = 361\nmodel_file = "models/team361_Gone.py"\nstrict = "yes"\n')
     code = submission(["batch", "--spec", str(path), "--data_dir", str(two_image_benchmark), "--results_dir",
-                       str(tmp_path / "out"), "--in_process", "--quiet"])
+                       str(tmp_path / "out"), "--in_process", "--unconfined", "--quiet"])
     assert code == 1  # one team failed; the batch ran to its end
     import json
 

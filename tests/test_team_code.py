@@ -38,7 +38,7 @@ def test_an_in_process_batch_goes_on_after_a_team_that_exits(tmp_path, two_image
     team_file(sub, "team31_Quitter", at_import="sys.exit(0)")
     team_file(sub, "team32_Fine")
     code = submission(["batch", "--models_dir", str(sub / "models"), "--data_range", "1.0", "--data_dir",
-                       str(two_image_benchmark), "--results_dir", str(tmp_path / "out"), "--in_process", "--quiet"])
+                       str(two_image_benchmark), "--results_dir", str(tmp_path / "out"), "--in_process", "--unconfined", "--quiet"])
     assert code == 1  # a team failed; the batch itself ran to its end
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert list(results) == ["32_Fine"]

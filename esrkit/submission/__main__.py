@@ -37,8 +37,9 @@ with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile 
     from esrkit.results_page import write_results_page
     from esrkit.spec import (InvalidTable, TeamSpec, add_entry_arguments, entry_from_args, load_spec_file,
                              spec_from_args, specs_from_folder)
+    from esrkit.sandbox import Sandbox
     from esrkit.submission.batch import (OK, REFRESH, SKIPPED, STATUS_NAME, BatchSettings, Dispatch, device_mix,
-                                        read_status, run_batch, table_markdown, table_name)
+                                        read_status, round_table, run_batch, table_markdown, table_name)
     from esrkit.submission.merge import BOOKKEEPING, BOOKKEEPING_SUFFIX, PREFER, run_merge
     from esrkit.submission.select_model import add_spec_command, run_spec_command
     from esrkit.submission.shards import resolve_shard, team_number
@@ -117,9 +118,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                        help="missing: measure the teams not measured yet (or failed); all: measure every team again")
     batch.add_argument("--runs", type=int, default=0, help="warm repeats per image beside the challenge figure (default 0)")
     batch.add_argument("--ssim", action="store_true", help="also SSIM")
+    batch.add_argument("--unconfined", action="store_true",
+                       help="run the teams' code with your own rights, outside the sandbox (bubblewrap) that confines "
+                            "it by default -- where no sandbox can be had; said in results.json, results.txt and the "
+                            "page")
     batch.add_argument("--in_process", action="store_true",
                        help="run the teams in this process, not one process each (faster; but only the first team "
-                            "then has a cold first image, and a team's crash stops the batch)")
+                            "then has a cold first image, and a team's crash stops the batch); unconfined by nature, "
+                            "so it needs --unconfined")
     parallel = batch.add_argument_group("several devices, several machines")
     parallel.add_argument("--devices", default=None,
                           help="cuda:0,cuda:1,... or all: one worker per GPU, each team alone on its GPU while it is "
@@ -256,6 +262,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
         raise KitError(f"--team_timeout {args.team_timeout:g}: give the seconds a team may run (more than 0)")
     if args.team_timeout is not None and args.in_process:
         raise KitError("--team_timeout stops a team's own process: drop --in_process")
+    if args.in_process and not args.unconfined:
+        raise KitError("--in_process runs every team's code inside this process, which cannot be confined: add "
+                       "--unconfined to say so (or drop --in_process: each team then runs confined in its own process)")
+    sandbox = None if args.unconfined else Sandbox.find()
     shard = resolve_shard(args.shard)
     slots = batch_slots(args)
     specs, invalid, spec_year = batch_specs(args)
@@ -284,11 +294,14 @@ def run_batch_command(args: argparse.Namespace) -> int:
                   f"nothing to do")
             return EXIT_OK
     progress.log = run_log(results.folder)  # the batch runs: its lines (and each team's) go to the run log too
+    progress.write(f"each team's code runs confined ({sandbox.describe()})" if sandbox is not None else
+                   "warning: the teams' code runs UNCONFINED (--unconfined), with your rights: said in every entry")
     dispatch = None if slots is None and args.team_timeout is None else Dispatch(
         tuple(slots) if slots is not None else (Slot(device, device),), args.team_timeout)
     outcomes = run_batch(specs, settings, results, args.refresh, isolate=not args.in_process, progress=progress,
-                         dispatch=dispatch, shard=shard, invalid=invalid)
-    print(table_markdown(outcomes, convention, split, shard, len(specs) + len(invalid)))
+                         dispatch=dispatch, shard=shard, invalid=invalid, sandbox=sandbox)
+    rows = outcomes if shard is not None else round_table(outcomes, results)
+    print(table_markdown(rows, convention, split, shard, len(specs) + len(invalid)))
     write_page(results.folder, settings.year)
     failed = [o for o in outcomes if o.status not in (OK, SKIPPED)]
     table = "" if shard is None else f"; this shard's table in {results.folder / table_name(shard)}"

@@ -3,97 +3,79 @@ the organisers measure, into one results.json / results.txt and one table.
 
 Per team: its spec is resolved (class, arguments, weights, state_dict, strictness, data range,
 post-load step), the network is loaded and re-parameterised as deployed, counted (params, FLOPs under
-both counters, activations, #conv; counted twice to catch input-dependent networks) and run on the
-split with the challenge protocol. As the organisers do, every team runs in a process of its own
-(``python -m esrkit.submission.batch --one ...``): its first image carries the cold start as in a
-separate ``test_demo.py`` run, its memory peak is its own, and its imports, CUDA redirects and crashes
-stay in that process (``isolate=False`` runs the teams in this process instead: faster, for tests
-and dry runs, with those differences). Its results entry is merged into results.json as soon as it
-is done, so a batch cut short keeps every finished team. A team that fails -- a package that is not
-installed, a class that is not there, wrong constructor arguments, a weights file of another
-network, a forward that raises or gives NaN -- is one line naming the team and the fix, and the
-batch goes on. ``batch_status.json`` beside results.json records every team's status and what it
-was measured from, so that a re-run measures only what is missing -- new teams, failed ones, and
-those whose files, data or settings changed (``--refresh missing``, the default) -- or every team
-again (``--refresh all``). What a team was measured from is its spec, its files, the settings and the
-data's *contents* (:func:`esrkit.fingerprint.split_fingerprint`: an HR image replaced in place is other
-data, though the folder's path is the same).
+both counters, activations, #conv; input dependence checked) and run on the split with the challenge
+protocol (:mod:`esrkit.submission.teamrun`). As the organisers do, every team runs in a process of its own:
+its first image carries the cold start as in a separate ``test_demo.py`` run, its memory peak is its own, and
+its imports, CUDA redirects and crashes stay in that process. That process is **confined** (:mod:`esrkit.sandbox`:
+it sees its own files and the data, read-only, writes only its scratch and its SR folder, has no network, and
+takes whatever it started with it when it ends), and it **writes none of the organiser's files**: it replies with
+the entry it measured, which the batch checks (:mod:`esrkit.submission.reply`) and alone writes. ``unconfined``
+runs team processes with the organiser's rights instead (said in every entry they give), ``isolate=False`` runs
+every team in this process (unconfined by nature: faster, for tests and dry runs).
+
+Each team's entry is merged into results.json as soon as it is done, so a batch cut short keeps every finished
+team. A team that fails -- a package that is not installed, a class that is not there, wrong constructor
+arguments, a weights file of another network, a forward that raises or gives NaN, a reply that is not a results
+entry of its own -- is one line naming the team and the fix, and the batch goes on. ``batch_status.json`` beside
+results.json is the round's ledger (:mod:`esrkit.submission.status`): every team's status, what it was measured
+from, and the digest of the entry the kit wrote for it, so that a re-run measures only what is missing -- new
+teams, failed ones, those whose files, data or settings changed, and those whose entry was changed outside the kit
+(``--refresh missing``, the default) -- or every team again (``--refresh all``). An entry changed by anything else
+while the batch runs is put back as the kit wrote it, and said. What a team was measured from is its spec, its
+files, the settings and the data's *contents* (:func:`esrkit.fingerprint.split_fingerprint`); the software
+environment is recorded in its entry, not fingerprinted, so that a second environment (for teams that need other
+packages) measures only the teams still missing.
 
 The team processes run one at a time on the batch's device, or -- with several slots (every GPU of a
 machine, ``--devices``; N CPU workers, ``--workers``) -- one per slot at a time, taken from one queue
-(:mod:`esrkit.submission.workers`); ``--team_timeout`` stops a team that hangs. ``batch_status.json``
-is then written by several workers (and, with a shared results folder, by several machines running
-shards, :mod:`esrkit.submission.shards`), so each team's record is read, changed and written alone,
-under the folder's lock. ``batch.md`` is written at the end from the outcomes; a shard's table
-(``batch_shard-K-of-N.md``) covers its own teams, so that the shards of one shared folder do not
-overwrite each other's.
+(:mod:`esrkit.submission.workers`); ``--team_timeout`` stops a team that hangs. ``batch.md`` is written at the end
+and covers the whole round -- every team of the ledger and every entry of results.json, not only this batch's --
+so that a batch over a subset never replaces the round's table with a partial one; a shard's table
+(``batch_shard-K-of-N.md``) covers its own teams.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import datetime
 import hashlib
 import json
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import torch
-
-from esrkit.atomic import atomic_write, check_writable_file, check_writable_folder
+from esrkit.atomic import StagedFolder, atomic_write, check_writable_file, check_writable_folder
 from esrkit.challenge import FVCORE, Convention
-from esrkit.cli import EXIT_OK, EXIT_USAGE, run_guarded
-from esrkit.datasets import Split, open_split
-from esrkit.device import free_device, pick_device, torch_threads
-from esrkit.errors import KitError, first_line
+from esrkit.datasets import Split
+from esrkit.environment import label as environment_label
+from esrkit.errors import KitError
 from esrkit.fingerprint import split_fingerprint
-from esrkit.progress import QUIET, Progress, run_log
-from esrkit.results import ResultsFiles, entry_record, folder_lock, read_results
-from esrkit.run import RunOptions, run_entry
+from esrkit.imageio import read_header
+from esrkit.outputs import DataIdentity, carried_files, write_marker
+from esrkit.progress import QUIET, Progress
+from esrkit.results import ResultsFiles, entry_digest
+from esrkit.sandbox import Sandbox, View
 from esrkit.spec import InvalidTable, TeamSpec, resolve
+from esrkit.submission.reply import Expectation, accept
 from esrkit.submission.shards import Shard, team_number
-from esrkit.submission.workers import REPLY_MARK, Pool, Slot, Stop, device_model, run_team_process
-from esrkit.teamfile import find_weights, team_from_file_name
+from esrkit.submission.status import (OK, RUNNING, STATUS_NAME, changed_entries, claim, claimed_by_another, now,
+                                      read_status, update_team_status)
+from esrkit.submission.teamrun import (FAILED, SKIPPED, BatchSettings, TeamOutcome, TeamRequest, measure_team,
+                                       reply_json, spec_to_json)
+from esrkit.submission.workers import Pool, Slot, Stop, device_model, run_team_process
+from esrkit.teamfile import WEIGHT_SUFFIXES, find_weights, team_from_file_name
 
-STATUS_NAME = "batch_status.json"
+__all__ = ["OK", "FAILED", "SKIPPED", "STATUS_NAME", "REFRESH", "BatchSettings", "Dispatch", "TeamOutcome",
+           "read_status", "run_batch", "table_markdown", "table_name", "device_mix", "fingerprint"]
+
 TABLE_NAME = "batch.md"
 REFRESH = ("missing", "all")
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
-
-
-@dataclass
-class TeamOutcome:
-    """One team's line of the batch table."""
-
-    label: str
-    key: str | None
-    status: str
-    error: str = ""
-    record: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """What every team of a batch is measured with (and what a re-run must match to skip a team)."""
-
-    data_dir: Path
-    split: str
-    layout: str
-    year: int | None
-    device: str
-    ssim: bool = False
-    warm_runs: int = 0
-    default_data_range: float | None = None  # for the teams whose spec (and file) declare none
-    save_dir: Path | None = None
-    threads: int | None = None  # torch threads per team (None: torch's default)
-
-    def open_split(self) -> Split:
-        return open_split(self.data_dir, self.split, self.layout)
+INCOMING_PREFIX = ".esrkit-incoming-"  # a team's own SR folder inside --save_dir, moved into place by the batch
 
 
 @dataclass(frozen=True)
@@ -109,21 +91,6 @@ class Dispatch:
         return len(self.slots) > 1
 
 
-def spec_to_json(spec: TeamSpec) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-            for k, v in dataclasses.asdict(spec).items() if v is not None}
-
-
-def spec_from_json(data: dict[str, Any]) -> TeamSpec:
-    values = dict(data)
-    for key in ("model_file", "weights"):
-        if key in values:
-            values[key] = Path(values[key])
-    if "init_args" in values:
-        values["init_args"] = tuple(values["init_args"])
-    return TeamSpec(**values)
-
-
 def _file_stamp(path: Path | None) -> list[Any] | None:
     if path is None or not path.is_file():
         return None
@@ -134,6 +101,8 @@ def _file_stamp(path: Path | None) -> list[Any] | None:
 def fingerprint(spec: TeamSpec, settings: BatchSettings, data_digest: str | None = None) -> str:
     """What a team's figures depend on: its spec, its files (size, mtime), the data (its path and a digest of
     its contents), the settings, the kind of device (``cuda <model>``, not which one of a machine's GPUs).
+    Not the software environment: it is recorded in the entry (a second environment measures only the teams
+    the first could not).
 
     ``data_digest`` is :func:`esrkit.fingerprint.split_fingerprint` of the settings' split, which a batch
     computes once for all its teams; it is computed here when not given.
@@ -145,28 +114,8 @@ def fingerprint(spec: TeamSpec, settings: BatchSettings, data_digest: str | None
              "data": str(Path(settings.data_dir).resolve()), "data_digest": data_digest, "split": settings.split,
              "layout": settings.layout, "year": settings.year, "device": device_model(settings.device),
              "threads": settings.threads, "ssim": settings.ssim, "warm_runs": settings.warm_runs,
-             "default_data_range": settings.default_data_range, "torch": torch.__version__}
+             "default_data_range": settings.default_data_range}
     return hashlib.sha1(json.dumps(facts, sort_keys=True).encode()).hexdigest()
-
-
-def read_status(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise KitError(f"{path} cannot be read ({exc}): move it away (the batch then re-runs every team)") from None
-    return data if isinstance(data, dict) else {}
-
-
-def write_team_status(folder: Path, label: str, record: Mapping[str, Any]) -> None:
-    """Replace one team's record of ``folder``'s batch_status.json, from a fresh read under the folder's lock
-    (other workers, other machines' shards write theirs meanwhile), written atomically."""
-    path = Path(folder) / STATUS_NAME
-    with folder_lock(Path(folder)):
-        status = read_status(path)
-        status[label] = dict(record)
-        atomic_write(path, json.dumps(status, indent=2) + "\n")
 
 
 def table_name(shard: Shard | None) -> str:
@@ -179,16 +128,29 @@ def _giga(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
+def _mix(records: Iterable[Any], read: Callable[[dict], str | None], what: str, then: str) -> str | None:
+    groups: dict[str, int] = {}
+    for r in records:
+        value = read(r) if isinstance(r, dict) else None
+        if value is not None:
+            groups[value] = groups.get(value, 0) + 1
+    if len(groups) < 2:
+        return None
+    return f"measured {what} (" + "; ".join(f"{g}: {n}" for g, n in groups.items()) + f"): {then}"
+
+
 def device_mix(records: Iterable[Any]) -> str | None:
     """A warning when results entries were measured on different devices (their runtimes do not compare)."""
-    devices: dict[str, int] = {}
-    for r in records:
-        if isinstance(r, dict) and isinstance(r.get("device"), str):
-            devices[r["device"]] = devices.get(r["device"], 0) + 1
-    if len(devices) < 2:
-        return None
-    return ("measured on different devices (" + "; ".join(f"{d}: {n}" for d, n in devices.items()) +
-            "): runtimes compare only between entries of one device")
+    return _mix(records, lambda r: r["device"] if isinstance(r.get("device"), str) else None, "on different devices",
+                "runtimes compare only between entries of one device")
+
+
+def environment_mix(records: Iterable[Any]) -> str | None:
+    """A note when results entries were measured under different software environments (Python, torch)."""
+    return _mix(records, lambda r: environment_label(r.get("environment", r.get("torch_version")))
+                if ("environment" in r or "torch_version" in r) else None,
+                "under different environments", "counts and PSNR are the same network's, runtimes may differ by the "
+                "library versions")
 
 
 def table_markdown(outcomes: Sequence[TeamOutcome], convention: Convention, split: Split,
@@ -209,9 +171,9 @@ def table_markdown(outcomes: Sequence[TeamOutcome], convention: Convention, spli
         f"(fp32, batch 1, no warm-up, first image cold).",
         "",
     ]
-    mix = device_mix(o.record for o in outcomes)
-    if mix is not None:
-        lines += [f"**Warning**: {mix}.", ""]
+    for mix in (device_mix(o.record for o in outcomes), environment_mix(o.record for o in outcomes)):
+        if mix is not None:
+            lines += [f"**Warning**: {mix}.", ""]
     lines += [
         f"| Team | Status | #Params | FLOPs [G] ({primary}) | FLOPs [G] ({other}) | #Acts [M] | #Conv | "
         f"PSNR {split.name} [dB] | Runtime [ms] | Notes |",
@@ -226,12 +188,18 @@ def table_markdown(outcomes: Sequence[TeamOutcome], convention: Convention, spli
         notes = []
         if "complexity_input_dependent" in r:
             notes.append("counts INPUT-DEPENDENT: " + ", ".join(r["complexity_input_dependent"]))
-        notes += [n for n in r.get("notes", [])]
+        if r.get(f"{split.name}_deterministic") is False:
+            notes.append(f"NOT DETERMINISTIC: PSNR spread {_giga(r.get(f'{split.name}_psnr_spread'))} dB over runs")
+        if r.get("confined") is False:
+            notes.append("measured unconfined")
+        notes += [n for n in r.get("notes", [])] if isinstance(r.get("notes"), list) else []
         if o.status == SKIPPED:
             notes.append("already measured (not re-run)")
+        if o.error:
+            notes.append(o.error)
         params = r.get("num_parameters")
         lines.append(
-            f"| {o.key} | {o.status} | {'-' if params is None else f'{round(params * 1e6):,}'} | "
+            f"| {o.key} | {o.status} | {'-' if not isinstance(params, (int, float)) else f'{round(params * 1e6):,}'} | "
             f"{_giga(r.get('flops'))} | {_giga(other_flops)} | {_giga(r.get('activations'))} | {r.get('num_conv', '-')} | "
             f"{_giga(r.get(f'{split.name}_ave_psnr'))} | {_giga(r.get(f'{split.name}_ave_runtime'))} | "
             f"{'; '.join(map(str, notes)).replace('|', '/')} |"
@@ -254,6 +222,20 @@ def team_tag(spec: TeamSpec, convention: Convention) -> str:
     return name if team is None else f"{team:02d}_{name}"
 
 
+def expected_key(spec: TeamSpec, convention: Convention) -> str | None:
+    """The results key a team's entry must have, when the batch can tell it without running the team's code: a
+    registered entry's (the kit's own code), or a team's whose spec names it (number and name). A team whose name
+    comes from its file may name itself (a registration): then only its number is known (:func:`team_number`)."""
+    if spec.entry is not None:
+        try:
+            return convention.key(resolve(spec, require_data_range=False))
+        except KitError:
+            return None
+    if spec.name is not None and team_number(spec) is not None:
+        return team_tag(spec, convention)
+    return None
+
+
 class _Lines:
     """The batch's output lines, one at a time (workers and relayed team processes write concurrently)."""
 
@@ -268,44 +250,274 @@ class _Lines:
 
 @dataclass
 class TeamJob:
-    """One team of a batch: its place in the table, its spec, its fingerprint, and its outcome when it is
-    skipped (already measured from the same fingerprint)."""
+    """One team of a batch: its place in the table, its spec, its fingerprint, the key its entry must have (when
+    known beforehand), and its outcome when it is not run (already measured, measured by another batch now, or
+    refused before it ran)."""
 
     index: int
     spec: TeamSpec
     stamp: str
+    key: str | None = None
     skipped: TeamOutcome | None = None
 
 
-def _plan(specs: Sequence[TeamSpec], settings: BatchSettings, split: Split, status: Mapping[str, Any],
-          existing: Mapping[str, Any], refresh: str) -> list[TeamJob]:
-    """Every team's job, its fingerprint computed from one digest of the data."""
-    data_digest = split_fingerprint(split)
+def _plan(specs: Sequence[TeamSpec], settings: BatchSettings, data_digest: str, status: Mapping[str, Any],
+          existing: Mapping[str, Any], refresh: str, convention: Convention,
+          say: Callable[[str], None]) -> list[TeamJob]:
+    """Every team's job (see :class:`TeamJob`); what is not run, and why, is said."""
     jobs = []
+    changed = changed_entries(existing, status)
     for index, spec in enumerate(specs):
-        stamp = fingerprint(spec, settings, data_digest)
-        previous = status.get(spec.label, {})
-        job = TeamJob(index, spec, stamp)
-        if (refresh == "missing" and previous.get("status") == OK and previous.get("fingerprint") == stamp
-                and isinstance(existing.get(previous.get("key")), dict)):
-            job.skipped = TeamOutcome(spec.label, previous["key"], SKIPPED, record=existing[previous["key"]])
+        job = TeamJob(index, spec, fingerprint(spec, settings, data_digest), expected_key(spec, convention))
+        previous = status.get(spec.label, {}) if isinstance(status.get(spec.label), dict) else {}
+        key = previous.get("key")
+        other = claimed_by_another(previous)
+        if other is not None:
+            job.skipped = TeamOutcome(spec.label, key, SKIPPED, f"being measured by another batch ({other}): not "
+                                                                f"measured twice", existing.get(key))
+        elif key in changed and previous.get("fingerprint") == job.stamp:
+            say(f"{key}: its results.json entry was changed outside the kit since the kit wrote it: measuring it again")
+        elif (refresh == "missing" and previous.get("status") == OK and previous.get("fingerprint") == job.stamp
+              and isinstance(existing.get(key), dict)):
+            job.skipped = TeamOutcome(spec.label, key, SKIPPED, record=existing[key])
         jobs.append(job)
+    by_key: dict[str, list[TeamJob]] = {}
+    for job in jobs:
+        if job.key is not None and job.skipped is None:
+            by_key.setdefault(job.key, []).append(job)
+    for key, same in by_key.items():
+        if len(same) > 1:
+            for job in same:
+                job.skipped = TeamOutcome(job.spec.label, None, FAILED, f"{job.spec.label}: {len(same)} teams of the "
+                                          f"batch ({', '.join(j.spec.label for j in same)}) would all be written as "
+                                          f"{key}: give each its own team number or name in the spec")
+    for key, label in changed.items():
+        if not any(job.spec.label == label for job in jobs):
+            say(f"warning: {key} ({label}, not in this batch): its results.json entry was changed outside the kit "
+                f"since the kit wrote it; `batch --refresh missing` over that team measures it again")
     return jobs
+
+
+def _absolute(spec: TeamSpec) -> TeamSpec:
+    """The spec with absolute paths (a team process works in its own folder)."""
+    return dataclasses.replace(spec, **{k: Path(os.path.abspath(getattr(spec, k))) for k in ("model_file", "weights")
+                                        if getattr(spec, k) is not None})
+
+
+def team_files(spec: TeamSpec) -> list[Path]:
+    """What a confined team process may read of the submission: its model file, and its weights -- the spec's, or
+    the files of ``model_zoo/`` named for it (its file's stem, or ``teamNN_``) -- never another team's. A
+    registered entry's weights are the kit's to find (its code is the kit's)."""
+    files: list[Path] = []
+    if spec.entry is not None:
+        try:
+            entry = resolve(spec, require_data_range=False)
+            files.append(entry.weights_path(spec.weights))
+        except KitError:
+            pass  # its process says why
+        return files
+    assert spec.model_file is not None
+    files.append(spec.model_file)
+    if spec.weights is not None:
+        files.append(spec.weights)
+        return files
+    zoo = spec.model_file.parent.parent / "model_zoo"
+    number = team_number(spec)
+    if zoo.is_dir():
+        stem = spec.model_file.stem.lower()
+        for path in sorted(zoo.iterdir()):
+            name = path.name.lower()
+            if path.is_file() and path.suffix in WEIGHT_SUFFIXES and (
+                    name.startswith(stem) or (number is not None and name.startswith(f"team{number:02d}_"))):
+                files.append(path)
+    return files
+
+
+def data_files(split: Split) -> list[Path]:
+    """What a team process reads of the data: the split's folder(s), and the folders its files lead to through
+    symbolic links (a split assembled from links)."""
+    paths = {Path(split.root).absolute()}
+    for pair in split.pairs:
+        for path in (pair.hr_path, pair.lr_path):
+            if path is not None:
+                paths.add(Path(path).absolute().parent)
+                paths.add(path.resolve().parent)
+    return sorted(paths)
+
+
+def sr_problem(sr_dir: Path, split: Split) -> str | None:
+    """Why a team's SR folder does not hold exactly the split's SR images (plain PNG files named for its images),
+    or None. Checked before anything of it is moved into place."""
+    wanted = {f"{pair.name}.png": pair for pair in split.pairs}
+    entries = sorted(sr_dir.iterdir())
+    if [p.name for p in entries] != [split.name] or entries[0].is_symlink() or not entries[0].is_dir():
+        return f"its SR folder holds {', '.join(p.name for p in entries[:3]) or 'nothing'}, not one folder {split.name}/"
+    files = sorted(entries[0].iterdir())
+    names = {p.name for p in files}
+    if names != set(wanted):
+        extra, missing = sorted(names - set(wanted)), sorted(set(wanted) - names)
+        return (f"its SR folder holds {len(names)} files for {len(wanted)} images"
+                f"{' (not the kit: ' + ', '.join(extra[:3]) + ')' if extra else ''}"
+                f"{' (missing: ' + ', '.join(missing[:3]) + ')' if missing else ''}")
+    for path in files:
+        if path.is_symlink() or not path.is_file():
+            return f"{path.name} in its SR folder is not a plain file"
+        try:
+            header = read_header(path)
+        except KitError as exc:
+            return str(exc)
+        pair = wanted[path.name]
+        source = pair.lr_path or pair.hr_path
+        if header.format != "PNG" or source is None:
+            return f"{path.name} in its SR folder is not a PNG"
+        lr = read_header(source)
+        if header.width % lr.width or header.height % lr.height or header.width // lr.width != header.height // lr.height:
+            return f"{path.name} in its SR folder is {header.width}x{header.height}, not the LR's {lr.width}x{lr.height} upscaled"
+    return None
+
+
+@dataclass
+class Round:
+    """The results folder as this batch writes it: the only writer of results.json, results.txt, the ledger and the
+    SR folders (see the module docstring). ``known`` holds every entry the kit wrote or checked in this batch, as
+    written: anything else that changes one is undone at the next write, and said."""
+
+    results: ResultsFiles
+    settings: BatchSettings
+    split: Split
+    convention: Convention
+    data_digest: str
+    confined: bool
+    say: Callable[[str], None]
+    known: dict[str, Any] = field(default_factory=dict)
+    claims: dict[str, str] = field(default_factory=dict)  # results key -> the label of the team that holds it
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def expectation(self, job: TeamJob) -> Expectation:
+        images = {self.split.name: tuple(pair.name for pair in self.split.pairs)}
+        with self._lock:
+            claimed = dict(self.claims)
+        return Expectation(job.spec.label, images, str(self.split.root), self.split.layout, self.data_digest,
+                           self.confined, key=job.key, team=team_number(job.spec) if job.spec.entry is None else None,
+                           claimed=claimed)
+
+    def incoming(self) -> Path | None:
+        """A new SR folder for one team's process, inside ``--save_dir`` (so that its images move into place)."""
+        if self.settings.save_dir is None:
+            return None
+        return Path(tempfile.mkdtemp(prefix=INCOMING_PREFIX, dir=self.settings.save_dir))
+
+    def started(self, job: TeamJob) -> None:
+        update_team_status(self.results.folder, job.spec.label, {RUNNING: claim()})
+
+    def write(self, job: TeamJob, outcome: TeamOutcome, sr_dir: Path | None, device: str) -> TeamOutcome:
+        """Everything of one team's outcome that is written, by the kit alone: its entry merged into results.json
+        and results.txt (entries changed by anything else put back first), its SR images moved into place, its
+        ledger record (with the entry's digest). A problem found on the way makes the outcome a failure."""
+        if outcome.status == OK and sr_dir is not None:
+            problem = sr_problem(sr_dir, self.split)
+            if problem is not None:
+                outcome = TeamOutcome(job.spec.label, None, FAILED, f"{job.spec.label}: {problem}")
+        if outcome.status == OK:
+            assert outcome.key is not None and outcome.record is not None
+            merged = self.results.merge_checked({outcome.key: outcome.record}, known=self.known)
+            for key in merged.restored:
+                self.say(f"warning: {key}: its results.json entry was changed by something other than the kit while "
+                         f"this batch ran (a team run unconfined?): put back as the kit wrote it")
+            if merged.txt_changed:
+                self.say("warning: results.txt was changed by something other than the kit: written again from "
+                         "results.json")
+            with self._lock:
+                self.known[outcome.key] = outcome.record
+                self.claims[outcome.key] = job.spec.label
+            if sr_dir is not None:
+                final = Path(self.settings.save_dir) / outcome.key  # type: ignore[arg-type]
+                write_marker(sr_dir, DataIdentity.of([self.split], self.data_digest), [self.split])
+                try:
+                    StagedFolder.adopt(final, sr_dir, carried_files(final)).commit()
+                except KitError as exc:
+                    outcome = TeamOutcome(job.spec.label, outcome.key, FAILED, f"{job.spec.label}: its SR images "
+                                          f"could not be moved into place: {exc}", outcome.record)
+        record = {"key": outcome.key, "status": outcome.status, "error": outcome.error, "fingerprint": job.stamp,
+                  "date": now(), "device": device, "confined": self.confined}
+        if outcome.status == OK and outcome.record is not None:
+            record["digest"] = entry_digest(outcome.record)
+            record["environment"] = environment_label(outcome.record.get("environment"))
+        update_team_status(self.results.folder, job.spec.label, record, replace=True)
+        return outcome
+
+    def run_in_child(self, job: TeamJob, sandbox: Sandbox | None, slot: Slot, timeout: float | None, stop: Stop,
+                     write: Callable[[str], None], tag: str) -> tuple[TeamOutcome | None, Path | None]:
+        """Measure one team in a team process of its own (confined by ``sandbox`` when given); its checked outcome
+        and its SR folder. None when ``stop`` was set before it ended (the batch is being interrupted)."""
+        settings = dataclasses.replace(self.settings, device=slot.device)
+        scratch = Path(tempfile.mkdtemp(prefix="esrkit-team-"))
+        sr_dir = self.incoming()
+        try:
+            request = TeamRequest(_absolute(job.spec), settings, self.data_digest, sr_dir, confined=sandbox is not None)
+            view = View(scratch, readable=(*team_files(request.spec), *data_files(self.split)),
+                        writable=() if sr_dir is None else (sr_dir,))
+            env = dict(slot.env)
+            if settings.threads is not None:  # the libraries' own thread pools too, not only torch's
+                env.update(OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads))
+            ended = run_team_process([sys.executable, "-m", "esrkit.submission.teamrun", "--request", request.to_json()],
+                                     env, write, tag, timeout, stop, sandbox, view)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if ended is None:
+            return None, sr_dir
+        label = job.spec.label
+        if ended.timed_out:
+            return TeamOutcome(label, None, FAILED, f"{label}: timed out: still running after --team_timeout "
+                                                    f"{timeout:g} s, so its process group was killed"), sr_dir
+        if ended.reply is None:  # the process died before replying: a crash in the team's code, a kill
+            return TeamOutcome(label, None, FAILED, f"{label}: {died(ended.code, sandbox is not None)}"), sr_dir
+        return accept(ended.reply, self.expectation(job)), sr_dir
+
+    def run_here(self, job: TeamJob, progress: Progress) -> tuple[TeamOutcome, Path | None]:
+        """Measure one team in this process (unconfined by nature), checked as a team process's reply would be."""
+        sr_dir = self.incoming()
+        request = TeamRequest(job.spec, self.settings, self.data_digest, sr_dir, confined=False)
+        return accept(reply_json(measure_team(request, progress)), self.expectation(job)), sr_dir
+
+
+def died(code: int, confined: bool = False) -> str:
+    """How a team process that ended without replying ended, in words. A confined one's signal comes as the exit
+    code 128 + N (bubblewrap's, as a shell's)."""
+    if confined and 128 < code < 128 + signal.NSIG:
+        code = 128 - code
+    if code < 0:
+        sig = signal.Signals(-code)
+        if sig == signal.SIGKILL:
+            why = "killed by SIGKILL (the out-of-memory killer, or a kill)"
+        elif sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT):
+            why = (f"killed by {sig.name}: a crash in native code its forward reached (a compiled extension or an "
+                   f"operation the library does not support here)")
+        else:
+            why = f"killed by {sig.name}"
+        return f"its process was {why} before reporting (see the lines above)"
+    return f"its process ended with exit code {code} before reporting (see the lines above)"
 
 
 def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: ResultsFiles, refresh: str = "missing",
               isolate: bool = True, progress: Progress = QUIET, dispatch: Dispatch | None = None,
-              shard: Shard | None = None, invalid: Sequence[InvalidTable] = ()) -> list[TeamOutcome]:
+              shard: Shard | None = None, invalid: Sequence[InvalidTable] = (),
+              sandbox: Sandbox | None = None) -> list[TeamOutcome]:
     """Measure every team (see the module docstring); the outcome of each, in spec order.
 
-    ``dispatch`` says where the team processes run (default: one after another on ``settings.device``);
-    ``shard`` narrows the batch to that shard's teams (none: an empty list, nothing written); ``invalid`` are
-    the spec's tables that could not be read: each is a failed team of the batch, the others go on.
+    ``sandbox`` confines each team process (None: unconfined, said in each entry); ``isolate`` False runs the teams
+    in this process (unconfined). ``dispatch`` says where the team processes run (default: one after another on
+    ``settings.device``); ``shard`` narrows the batch to that shard's teams (none: an empty list, nothing written);
+    ``invalid`` are the spec's tables that could not be read: each is a failed team of the batch, the others go on.
     """
     if refresh not in REFRESH:
         raise KitError(f"--refresh {refresh!r}: choose one of {', '.join(REFRESH)}")
     if not isolate and dispatch is not None and (dispatch.parallel or dispatch.team_timeout is not None):
         raise KitError("--devices, --workers and --team_timeout run each team in a process of its own: drop --in_process")
+    if not isolate and sandbox is not None:
+        raise KitError("--in_process runs every team's code in this process, which cannot be confined: add --unconfined")
+    settings = dataclasses.replace(settings, data_dir=Path(os.path.abspath(settings.data_dir)),
+                                   save_dir=None if settings.save_dir is None else Path(os.path.abspath(settings.save_dir)))
     split = settings.open_split()
     convention = Convention.for_run(settings.year, split.layout)
     existing = results.preflight()
@@ -319,20 +531,21 @@ def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: Resul
     rejected = [t for t in invalid if shard is None or shard.holds(TeamSpec(team=t.team))]
     if not teams and not rejected:
         return []
-    jobs = _plan(teams, settings, split, read_status(status_path), existing, refresh)
-    outcomes: list[TeamOutcome | None] = [None] * len(jobs)
     say = _Lines(progress)
+    status = read_status(status_path)
+    data_digest = split_fingerprint(split)
+    jobs = _plan(teams, settings, data_digest, status, existing, refresh, convention, say)
+    round_ = Round(results, settings, split, convention, data_digest, isolate and sandbox is not None, say)
+    changed = changed_entries(existing, status)
+    round_.known.update({k: v for k, v in existing.items() if k not in changed and isinstance(v, dict)})
+    round_.claims.update({r["key"]: label for label, r in status.items()
+                          if isinstance(r, dict) and r.get("status") == OK and isinstance(r.get("key"), str)})
+    round_.claims.update({job.key: job.spec.label for job in jobs if job.key is not None})
+    outcomes: list[TeamOutcome | None] = [None] * len(jobs)
     where = dispatch or Dispatch((Slot(settings.device, settings.device),))
     with progress.bar(len(jobs), "teams", unit="team") as bar:
 
         def done(job: TeamJob, outcome: TeamOutcome, slot: Slot | None) -> None:
-            if outcome.status != SKIPPED:
-                write_team_status(results.folder, job.spec.label, {
-                    "key": outcome.key, "status": outcome.status, "error": outcome.error, "fingerprint": job.stamp,
-                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "device": settings.device if slot is None else slot.name})
-                if outcome.status == OK and outcome.record is None:  # measured in a child: read what it merged
-                    outcome.record = read_results(results.json_path).get(outcome.key)
             outcomes[job.index] = outcome
             line = f"{outcome.key or outcome.label}: {outcome.status}"
             if outcome.error:
@@ -342,135 +555,79 @@ def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: Resul
             say(line)
             bar.advance(outcome.status)
 
+        def measured(job: TeamJob, outcome: TeamOutcome, sr_dir: Path | None, slot: Slot | None) -> TeamOutcome:
+            try:
+                return round_.write(job, outcome, sr_dir, settings.device if slot is None else slot.name)
+            finally:
+                if sr_dir is not None:
+                    shutil.rmtree(sr_dir, ignore_errors=True)
+
+        def skipped_or_refused(job: TeamJob) -> TeamOutcome:
+            assert job.skipped is not None
+            if job.skipped.status == FAILED:
+                update_team_status(results.folder, job.spec.label, {
+                    "key": None, "status": FAILED, "error": job.skipped.error, "fingerprint": job.stamp, "date": now()},
+                    replace=True)
+            return job.skipped
+
         if isolate:
             def run(job: TeamJob, slot: Slot, stop: Stop) -> TeamOutcome | None:
                 if job.skipped is not None:
-                    return job.skipped
+                    return skipped_or_refused(job)
                 if not where.parallel:
                     bar.status(job.spec.label)
-                return measure_in_child(job.spec, dataclasses.replace(settings, device=slot.device), results.folder,
-                                        env=slot.env, timeout=where.team_timeout, stop=stop, write=say,
-                                        relay_stderr=where.parallel, tag=team_tag(job.spec, convention))
+                round_.started(job)
+                outcome, sr_dir = round_.run_in_child(job, sandbox, slot, where.team_timeout, stop, say,
+                                                      team_tag(job.spec, convention))
+                if outcome is None:
+                    update_team_status(results.folder, job.spec.label, {}, drop=(RUNNING,))
+                    if sr_dir is not None:
+                        shutil.rmtree(sr_dir, ignore_errors=True)
+                    return None
+                return measured(job, outcome, sr_dir, slot)
 
             Pool(where.slots, run, done).map(jobs)
         else:
             for job in jobs:
+                if job.skipped is not None:
+                    done(job, skipped_or_refused(job), None)
+                    continue
                 bar.status(job.spec.label)
-                done(job, job.skipped or measure_team(job.spec, settings, results, progress), None)
+                round_.started(job)
+                outcome, sr_dir = round_.run_here(job, progress)
+                done(job, measured(job, outcome, sr_dir, None), None)
     finished = [o for o in outcomes if o is not None]
     for table in rejected:  # a table the spec's schema refused: that team fails, the batch went on
-        write_team_status(results.folder, table.label, {
-            "key": None, "status": FAILED, "error": table.message, "fingerprint": None,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+        update_team_status(results.folder, table.label, {
+            "key": None, "status": FAILED, "error": table.message, "fingerprint": None, "date": now()}, replace=True)
         finished.append(TeamOutcome(table.label, None, FAILED, table.message))
         say(f"{table.label}: {FAILED} -- {table.message}")
-    atomic_write(table_path, table_markdown(finished, convention, split, shard, len(specs) + len(invalid)))
+    rows = finished if shard is not None else round_table(finished, results)
+    atomic_write(table_path, table_markdown(rows, convention, split, shard, len(specs) + len(invalid)))
     return finished
 
 
-def measure_team(spec: TeamSpec, settings: BatchSettings, results: ResultsFiles,
-                 progress: Progress = QUIET) -> TeamOutcome:
-    """One team in this process: resolve, run, merge its entry; a failure is the outcome, never raised."""
-    device = pick_device(settings.device)
-    options = RunOptions(device, ssim=settings.ssim, warm_runs=settings.warm_runs, progress=progress)
-    try:
-        with torch_threads(settings.threads):
-            split = settings.open_split()
-            convention = Convention.for_run(settings.year, split.layout)
-            entry = resolve(spec, require_data_range=settings.default_data_range is None)
-            if entry.data_range is None:  # neither the spec nor the file says it: the organisers' default
-                entry = entry.replace(data_range=settings.default_data_range)
-            key = convention.key(entry)
-            record: dict[str, Any] = {}
+def round_table(outcomes: Sequence[TeamOutcome], results: ResultsFiles) -> list[TeamOutcome]:
+    """The rows of the round's table: this batch's outcomes, then every other team of the ledger and every other
+    entry of results.json (measured by an earlier batch over other teams, or written by another command) -- so a
+    batch over a subset never leaves a partial table."""
+    from esrkit.results import read_results
 
-            def merge(run: Any) -> None:
-                record.update(entry_record(run))
-                results.merge({key: record})
-
-            run_entry(entry, [split], convention, options, finish=merge, weights_flag="weights (in the spec)",
-                      save_root=None if settings.save_dir is None else settings.save_dir / key)
-        return TeamOutcome(spec.label, key, OK, record=record)
-    except KitError as exc:
-        message = str(exc)
-        return TeamOutcome(spec.label, None, FAILED, message if message.startswith(spec.label) else f"{spec.label}: {message}")
-    except Exception as exc:  # noqa: BLE001 - a team's code failing in a way no check foresaw: still one line
-        return TeamOutcome(spec.label, None, FAILED, f"{spec.label}: {first_line(exc)}")
-    finally:
-        free_device(device)  # the next team's memory figure must not hold this team's weights
-
-
-# --- one team in a process of its own ---------------------------------------------------------------
-
-
-def _stderr_line(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def measure_in_child(spec: TeamSpec, settings: BatchSettings, results_dir: Path, env: Mapping[str, str] | None = None,
-                     timeout: float | None = None, stop: Stop | None = None, write: Callable[[str], None] = _stderr_line,
-                     relay_stderr: bool = False, tag: str | None = None) -> TeamOutcome | None:
-    """Measure one team in a fresh ``python -m esrkit.submission.batch --one`` process (see the module docstring).
-
-    ``env`` is added to its environment (a slot's ``CUDA_VISIBLE_DEVICES``); ``timeout`` [s] stops it;
-    ``write`` takes its relayed lines (prefixed with ``tag``), its stderr too when ``relay_stderr``.
-    None when ``stop`` was set before it ended (the batch is being interrupted).
-    """
-    job = {"spec": spec_to_json(spec), "settings": {k: (str(v) if isinstance(v, Path) else v)
-                                                     for k, v in dataclasses.asdict(settings).items()},
-           "results_dir": str(results_dir)}
-    extra = dict(env or {})
-    if settings.threads is not None:  # the libraries' own thread pools too, not only torch's
-        extra.update(OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads))
-    ended = run_team_process([sys.executable, "-m", "esrkit.submission.batch", "--one", json.dumps(job)], extra,
-                             write, tag or spec.label, relay_stderr, timeout, stop or Stop())
-    if ended is None:
-        return None
-    if ended.timed_out:
-        return TeamOutcome(spec.label, None, FAILED, f"{spec.label}: timed out: still running after --team_timeout "
-                                                     f"{timeout:g} s, so its process group was killed")
-    try:
-        reply = json.loads(ended.reply) if ended.reply is not None else None
-    except json.JSONDecodeError:
-        reply = None
-    if not isinstance(reply, dict):  # the process died (a crash in the team's code, the OOM killer, a kill)
-        if ended.code < 0:
-            how = f"was killed by {signal.Signals(-ended.code).name}"
-            return TeamOutcome(spec.label, None, FAILED, f"{spec.label}: its process {how} before reporting "
-                                                         f"(the out-of-memory killer, or a kill; see the lines above)")
-        return TeamOutcome(spec.label, None, FAILED, f"{spec.label}: its process ended with exit code "
-                                                     f"{ended.code} before reporting (see the lines above)")
-    return TeamOutcome(spec.label, reply.get("key"), reply["status"], reply.get("error", ""))
-
-
-def child_main(argv: Sequence[str] | None = None) -> int:
-    """The team process: one JSON job on the command line, one marked JSON reply line on stdout.
-
-    SIGTERM (the batch stopping it: a time limit, Ctrl-C) is taken as Ctrl-C, so that a results merge in
-    progress is undone rather than cut between its two files.
-    """
-    parser = argparse.ArgumentParser(prog="python -m esrkit.submission.batch",
-                                     description="one team of a batch (run by `python -m esrkit.submission batch`)")
-    parser.add_argument("--one", required=True, help="the job, as JSON")
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-    def body() -> int:
-        job = json.loads(args.one)
-        values = dict(job["settings"])
-        for key in ("data_dir", "save_dir"):
-            values[key] = None if values.get(key) is None else Path(values[key])
-        settings = BatchSettings(**values)
-        results_dir = Path(job["results_dir"])
-        outcome = measure_team(spec_from_json(job["spec"]), settings, ResultsFiles(results_dir),
-                               Progress(log=run_log(results_dir)))  # per-image lines in the batch's run log too
-        reply = json.dumps({"key": outcome.key, "status": outcome.status, "error": outcome.error})
-        stdout = sys.__stdout__ or sys.stdout  # the real stdout, whatever the team's code did with sys.stdout
-        stdout.write(f"\n{REPLY_MARK}{reply}\n")  # on a line of its own, after whatever a team printed
-        stdout.flush()
-        return EXIT_OK if outcome.status == OK else EXIT_USAGE
-
-    return run_guarded(body, "this team was not written")
-
-
-if __name__ == "__main__":
-    sys.exit(child_main())
+    entries = read_results(results.json_path)
+    status = read_status(results.folder / STATUS_NAME)
+    rows = list(outcomes)
+    seen_labels = {o.label for o in outcomes}
+    seen_keys = {o.key for o in outcomes if o.key is not None}
+    for label, record in sorted(status.items()):
+        if label in seen_labels or not isinstance(record, dict):
+            continue
+        key = record.get("key") if isinstance(record.get("key"), str) else None
+        entry = entries.get(key) if key is not None else None
+        rows.append(TeamOutcome(label, key, str(record.get("status", "?")), str(record.get("error") or ""),
+                                entry if isinstance(entry, dict) else None))
+        if key is not None:
+            seen_keys.add(key)
+    for key, entry in sorted(entries.items()):
+        if key not in seen_keys:
+            rows.append(TeamOutcome(key, key, "measured elsewhere", "", entry if isinstance(entry, dict) else None))
+    return rows

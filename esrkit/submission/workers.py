@@ -8,13 +8,12 @@ still lands on its own GPU, and no CUDA context of the team's ever opens on anot
 is the second device of that list), or a CPU worker (``--workers N``), given ``--threads T`` torch threads
 so that N workers do not oversubscribe the cores.
 
-Each team process runs in a session of its own, so that it and whatever it starts are stopped
-together: past ``--team_timeout``, on Ctrl-C, or when the batch is terminated (SIGTERM), it is sent
-SIGTERM (a team process turns that into a clean stop: a results merge in progress is undone, never
-left half-done), then SIGKILL after a grace period. Its stdout carries its one-line reply (marked, so
-that a team's own prints cannot be taken for it); every other line of it, and of its stderr when
-several teams run at once, is relayed whole, prefixed with the team's key, so that parallel teams'
-lines never interleave mid-line.
+Each team process runs confined (:mod:`esrkit.sandbox`; unless ``--unconfined``) in a session of its own, so
+that it and whatever it starts are stopped together: past ``--team_timeout``, on Ctrl-C, or when the batch is
+terminated (SIGTERM), it is sent SIGTERM, then SIGKILL after a grace period (and a confined one takes everything it
+started with it: its PID namespace ends with it). Its reply comes on a channel of its own (a pipe, never its
+stdout, where a team's own prints go); every line of its stdout and stderr is relayed whole, prefixed with the
+team's key, so that parallel teams' lines never interleave mid-line -- at most ``MAX_RELAYED_LINES`` of them.
 """
 
 from __future__ import annotations
@@ -32,10 +31,14 @@ from typing import IO, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
 import torch
 
 from esrkit.errors import KitError
+from esrkit.sandbox import Sandbox, View, kit_root
+from esrkit.submission.reply import MAX_REPLY_BYTES
+from esrkit.submission.teamrun import CHANNEL_ENV
 
 POLL_S = 0.1  # how often a waiting worker looks at its team process and at the stop signal
 GRACE_S = 5.0  # between SIGTERM and SIGKILL when a team process is stopped
-REPLY_MARK = "@esrkit-batch-reply "  # starts the team process's reply line on its stdout
+MAX_RELAYED_LINES = 2000  # lines of one team process's output relayed; the rest are counted, not shown
+MAX_LINE = 2000  # characters of one relayed line
 J = TypeVar("J")
 O = TypeVar("O")
 
@@ -145,28 +148,68 @@ class Stop:
 
 
 class TeamProcess:
-    """One team's process (see the module docstring): start it, wait for it, stop it."""
+    """One team's process (see the module docstring): start it -- confined by ``sandbox`` to ``view`` when given --,
+    relay its output, read its reply from its channel, wait for it, stop it."""
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str], write: Callable[[str], None], tag: str,
-                 relay_stderr: bool) -> None:
-        self.reply: str | None = None
+                 sandbox: Sandbox | None = None, view: View | None = None) -> None:
         self._write, self._tag = write, tag
-        self._proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if relay_stderr else None, env={**os.environ, **env}, start_new_session=True,
-            text=True, encoding="utf-8", errors="replace")
-        pipes = [p for p in (self._proc.stdout, self._proc.stderr) if p is not None]
-        self._readers = [threading.Thread(target=self._read, args=(pipe,), daemon=True) for pipe in pipes]
+        self._lock = threading.Lock()  # the relay counts (stdout's and stderr's readers)
+        self._relayed = 0
+        self._dropped = 0
+        self._reply = bytearray()
+        self._reply_too_large = False
+        read_end, write_end = os.pipe()
+        variables = {CHANNEL_ENV: str(write_end), **env}
+        if sandbox is not None:
+            assert view is not None
+            command, environ, cwd = sandbox.command(argv, view, variables), None, None
+        else:  # unconfined: the organiser's environment, the kit importable from the team's working folder
+            path = os.pathsep.join(p for p in (str(kit_root()), os.environ.get("PYTHONPATH", "")) if p)
+            command, environ = list(argv), {**os.environ, **variables, "PYTHONPATH": path}
+            cwd = None if view is None else view.workdir
+        try:
+            self._proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ, cwd=cwd,
+                pass_fds=(write_end,), start_new_session=True)
+        finally:
+            os.close(write_end)
+        self._channel = os.fdopen(read_end, "rb")
+        pipes = [(self._proc.stdout, self._relay), (self._proc.stderr, self._relay), (self._channel, self._read_reply)]
+        self._readers = [threading.Thread(target=read, args=(pipe,), daemon=True) for pipe, read in pipes]
         for reader in self._readers:
             reader.start()
 
-    def _read(self, pipe: IO[str]) -> None:
-        for line in pipe:
-            if pipe is self._proc.stdout and line.startswith(REPLY_MARK):
-                self.reply = line[len(REPLY_MARK):]
-            elif line.strip():
-                with contextlib.suppress(OSError, ValueError):  # keep draining: a full pipe would block the team
-                    self._write(f"[{self._tag}] {line.rstrip()}")
+    @property
+    def reply(self) -> str | None:
+        """The last line the process wrote on its channel (None: none, or more than a reply may hold)."""
+        if self._reply_too_large:
+            return None
+        lines = [line for line in bytes(self._reply).decode("utf-8", "replace").splitlines() if line.strip()]
+        return lines[-1] if lines else None
+
+    def _read_reply(self, pipe: IO[bytes]) -> None:
+        for chunk in iter(lambda: pipe.read(1 << 16), b""):  # drained to the end, so that the process never blocks
+            if len(self._reply) + len(chunk) > MAX_REPLY_BYTES:
+                self._reply_too_large = True
+                self._reply.clear()
+            else:
+                self._reply += chunk
+
+    def _relay(self, pipe: IO[bytes]) -> None:
+        """Every line of the process's output, whole and prefixed with its tag -- at most ``MAX_RELAYED_LINES``, each
+        cut to ``MAX_LINE`` characters: a team's output can flood nothing."""
+        for raw in pipe:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line.strip():
+                continue
+            with self._lock:
+                if self._relayed >= MAX_RELAYED_LINES:
+                    self._dropped += 1
+                    continue
+                self._relayed += 1
+            with contextlib.suppress(OSError, ValueError):  # keep draining: a full pipe would block the team
+                self._write(f"[{self._tag}] {line[:MAX_LINE]}{' ...' if len(line) > MAX_LINE else ''}")
 
     def _exited(self) -> bool:
         """Whether the process has ended, without reaping it: until it is reaped its process group id cannot
@@ -209,6 +252,9 @@ class TeamProcess:
         code = self._proc.wait()
         for reader in self._readers:
             reader.join()
+        self._channel.close()
+        if self._dropped:
+            self._write(f"[{self._tag}] ... {self._dropped} more line(s) of its output not shown")
         return code
 
 
@@ -223,9 +269,10 @@ class Ended:
 
 
 def run_team_process(argv: Sequence[str], env: Mapping[str, str], write: Callable[[str], None], tag: str,
-                     relay_stderr: bool, timeout: float | None, stop: Stop) -> Ended | None:
+                     timeout: float | None, stop: Stop, sandbox: Sandbox | None = None,
+                     view: View | None = None) -> Ended | None:
     """Run one team process to its end (or past ``timeout``: stopped); None when the batch was stopped."""
-    process = TeamProcess(argv, env, write, tag, relay_stderr)
+    process = TeamProcess(argv, env, write, tag, sandbox, view)
     with stop.tracking(process):
         how = process.wait(timeout, stop)
         if how != "exited":

@@ -1,0 +1,185 @@
+"""One team of a batch, measured: resolved, loaded, counted and run on the split -- in a team process of its own
+(``python -m esrkit.submission.teamrun``, confined by :mod:`esrkit.sandbox` unless ``--unconfined``) or, with
+``--in_process``, in the batch's own process.
+
+A team's process is handed a :class:`TeamRequest` (its spec, the batch's settings, the data's digest, the folder
+its SR images go to) and **writes none of the organiser's files**: it hands back one :class:`TeamReply` -- the
+results entry it measured, or its failure in one line -- on a channel of its own (a pipe whose descriptor it is
+given in ``$ESRKIT_CHANNEL``), and its SR images in its own folder. The batch validates the reply
+(:mod:`esrkit.submission.reply`) and alone writes results.json, results.txt, the status records and the page, and
+moves the SR images into place.
+
+SIGTERM (the batch stopping it: a time limit, Ctrl-C) is taken as Ctrl-C: the team process ends at once with
+nothing sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from esrkit.cli import EXIT_OK, EXIT_USAGE, run_guarded
+
+CHANNEL_ENV = "ESRKIT_CHANNEL"  # the descriptor of the pipe a team process replies on
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """What every team of a batch is measured with (and what a re-run must match to skip a team)."""
+
+    data_dir: Path
+    split: str
+    layout: str
+    year: int | None
+    device: str
+    ssim: bool = False
+    warm_runs: int = 0
+    default_data_range: float | None = None  # for the teams whose spec (and file) declare none
+    save_dir: Path | None = None
+    threads: int | None = None  # torch threads per team (None: torch's default)
+
+    def open_split(self) -> Any:
+        from esrkit.datasets import open_split
+
+        return open_split(self.data_dir, self.split, self.layout)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "BatchSettings":
+        values = dict(data)
+        for key in ("data_dir", "save_dir"):
+            values[key] = None if values.get(key) is None else Path(values[key])
+        return cls(**values)
+
+
+@dataclass
+class TeamOutcome:
+    """One team's line of the batch table: its status, its results key and entry when measured, its error if not."""
+
+    label: str
+    key: str | None
+    status: str
+    error: str = ""
+    record: dict[str, Any] | None = None
+
+
+def spec_to_json(spec: Any) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(spec).items() if v is not None}
+
+
+def spec_from_json(data: Mapping[str, Any]) -> Any:
+    from esrkit.spec import TeamSpec
+
+    values = dict(data)
+    for key in ("model_file", "weights"):
+        if key in values:
+            values[key] = Path(values[key])
+    if "init_args" in values:
+        values["init_args"] = tuple(values["init_args"])
+    return TeamSpec(**values)
+
+
+@dataclass(frozen=True)
+class TeamRequest:
+    """What a team process is asked to do: measure ``spec`` with ``settings`` on the data whose digest is
+    ``data_fingerprint``, writing its SR images (when the batch saves them) into ``sr_dir/<split>/``."""
+
+    spec: Any  # TeamSpec
+    settings: BatchSettings
+    data_fingerprint: str
+    sr_dir: Path | None = None
+    confined: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps({"spec": spec_to_json(self.spec), "settings": self.settings.to_json(),
+                           "data_fingerprint": self.data_fingerprint, "confined": self.confined,
+                           "sr_dir": None if self.sr_dir is None else str(self.sr_dir)})
+
+    @classmethod
+    def from_json(cls, text: str) -> "TeamRequest":
+        data = json.loads(text)
+        return cls(spec_from_json(data["spec"]), BatchSettings.from_json(data["settings"]), data["data_fingerprint"],
+                   None if data.get("sr_dir") is None else Path(data["sr_dir"]), bool(data.get("confined", True)))
+
+
+def measure_team(request: TeamRequest, progress: Any = None) -> TeamOutcome:
+    """One team, in this process: resolve its spec, load, count, run the split (SR images into ``request.sr_dir``);
+    its results entry in the outcome. A failure is the outcome, never raised; nothing is written but SR images."""
+    from esrkit.challenge import Convention
+    from esrkit.device import free_device, pick_device, torch_threads
+    from esrkit.errors import KitError, first_line
+    from esrkit.progress import QUIET
+    from esrkit.results import entry_record
+    from esrkit.run import RunOptions, run_entry
+    from esrkit.spec import resolve
+
+    spec, settings = request.spec, request.settings
+    progress = QUIET if progress is None else progress
+    device = pick_device(settings.device)
+    options = RunOptions(device, ssim=settings.ssim, warm_runs=settings.warm_runs, progress=progress)
+    try:
+        with torch_threads(settings.threads):
+            split = settings.open_split()
+            convention = Convention.for_run(settings.year, split.layout)
+            entry = resolve(spec, require_data_range=settings.default_data_range is None)
+            if entry.data_range is None:  # neither the spec nor the file says it: the organisers' default
+                entry = entry.replace(data_range=settings.default_data_range)
+            run = run_entry(entry, [split], convention, options, weights_flag="weights (in the spec)",
+                            sr_dir=request.sr_dir, data_fingerprint=request.data_fingerprint)
+            record = entry_record(run, data_fingerprint=request.data_fingerprint)
+            record["confined"] = request.confined
+        return TeamOutcome(spec.label, run.key, OK, record=record)
+    except KitError as exc:
+        message = str(exc)
+        return TeamOutcome(spec.label, None, FAILED, message if message.startswith(spec.label) else f"{spec.label}: {message}")
+    except Exception as exc:  # noqa: BLE001 - a team's code failing in a way no check foresaw: still one line
+        return TeamOutcome(spec.label, None, FAILED, f"{spec.label}: {first_line(exc)}")
+    finally:
+        free_device(device)  # the next team's memory figure must not hold this team's weights
+
+
+def reply_json(outcome: TeamOutcome) -> str:
+    """A team process's one reply (see :mod:`esrkit.submission.reply` for what the batch accepts)."""
+    return json.dumps({"key": outcome.key, "status": outcome.status, "error": outcome.error, "record": outcome.record},
+                      allow_nan=True)
+
+
+def child_main(argv: Sequence[str] | None = None) -> int:
+    """The team process: the request on the command line, the reply on the channel ``$ESRKIT_CHANNEL``."""
+    parser = argparse.ArgumentParser(prog="python -m esrkit.submission.teamrun",
+                                     description="one team of a batch (run by `python -m esrkit.submission batch`)")
+    parser.add_argument("--request", required=True, help="the request, as JSON")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        channel = os.fdopen(int(os.environ[CHANNEL_ENV]), "w", encoding="utf-8")
+    except (KeyError, ValueError, OSError):
+        print(f"error: no reply channel (${CHANNEL_ENV}): this command is run by `python -m esrkit.submission batch`",
+              file=sys.stderr)
+        return EXIT_USAGE
+
+    def body() -> int:
+        from esrkit.progress import Progress
+
+        request = TeamRequest.from_json(args.request)
+        outcome = measure_team(request, Progress(stream=sys.__stderr__))  # plain lines, relayed by the batch
+        channel.write(reply_json(outcome) + "\n")
+        channel.flush()
+        return EXIT_OK if outcome.status == OK else EXIT_USAGE
+
+    return run_guarded(body, "this team was not measured")
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())
