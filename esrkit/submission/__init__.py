@@ -3,6 +3,7 @@ upload, ``export`` writes a kit entry as one challenge file, ``batch`` is the or
 
 Modules: :mod:`~esrkit.submission.layout` (file names and imports), :mod:`~esrkit.submission.check` (the
 rules), :mod:`~esrkit.submission.package` (zip, readme.txt, factsheet), :mod:`~esrkit.submission.export`,
-:mod:`~esrkit.submission.batch`, :mod:`~esrkit.submission.report` (the table). What a submission *is* --
+:mod:`~esrkit.submission.batch`, :mod:`~esrkit.submission.report` (the table), :mod:`~esrkit.submission.scoring`
+(the online phase's scoring program for CodaLab / CodaBench, around the standalone ``scoring_program/score.py``). What a submission *is* --
 a class, its arguments, weights, data range -- is :mod:`esrkit.spec` and :mod:`esrkit.entry`.
 """
