@@ -1,8 +1,10 @@
 """Submission kit: ``check`` catches what the organisers would find wrong with an entry, ``package`` makes the
-upload, ``export`` writes a kit entry as one challenge file, ``batch`` is the organisers' intake of every team.
+upload, ``export`` writes a kit entry as one challenge file, ``batch`` is the organisers' intake of every team,
+``scoring-program`` the online phase's scoring program.
 
 Modules: :mod:`~esrkit.submission.layout` (file names and imports), :mod:`~esrkit.submission.check` (the
 rules), :mod:`~esrkit.submission.package` (zip, readme.txt, factsheet), :mod:`~esrkit.submission.export`,
-:mod:`~esrkit.submission.batch`, :mod:`~esrkit.submission.report` (the table). What a submission *is* --
+:mod:`~esrkit.submission.batch`, :mod:`~esrkit.submission.report` (the table), :mod:`~esrkit.submission.scoring`
+(the zip for CodaLab / CodaBench around the standalone ``scoring_program/score.py``). What a submission *is* --
 a class, its arguments, weights, data range -- is :mod:`esrkit.spec` and :mod:`esrkit.entry`.
 """

@@ -1,4 +1,5 @@
-"""Command line of the submission kit: ``python -m esrkit.submission {check,package,export,batch,merge,spec} ...``.
+"""Command line of the submission kit: ``python -m esrkit.submission {check,package,export,batch,merge,spec,
+scoring-program} ...``.
 
     python -m esrkit.submission check --model_file models/team07_NanoSR.py --class_name NanoSR_inference \\
         --init_args '[3, 3]' --data_range 1.0 --year 2025 --data_dir DIR
@@ -8,13 +9,14 @@
     python -m esrkit.submission batch --spec teams.toml --data_dir DIR --results_dir intake/ --devices all
     python -m esrkit.submission merge shard1/results.json shard2/results.json --out intake/
     python -m esrkit.submission spec --from_select_model NTIRE2025_ESR/test_demo.py --out teams.toml
+    python -m esrkit.submission scoring-program --out scoring_program.zip --year 2025 --ssim
 
 Every command takes an entry the same way: ``--model_id`` (a registered entry), ``--model_file`` with
 the team's instructions as flags, or ``--spec FILE [--team N]`` (see ``esrkit/spec.py``).
-Exit codes: 0 all rules passed (check), the upload / files were written (package, export), every team
-was measured (batch), the files were joined (merge); 1 a rule failed / a team failed; 2 a usage error
-(one line on stderr saying what to fix); 70 an internal error (one line, the traceback in a log file); 130
-interrupted.
+Exit codes: 0 all rules passed (check), the upload / files / zip were written (package, export,
+scoring-program), every team was measured (batch), the files were joined (merge); 1 a rule failed / a team
+failed; 2 a usage error (one line on stderr saying what to fix); 70 an internal error (one line, the traceback
+in a log file); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile 
     from esrkit.submission.check import CheckOptions, Submission, run_check
     from esrkit.submission.export import export_entry
     from esrkit.submission.package import PackageOptions, run_package
+    from esrkit.submission.scoring import codabench_leaderboard, write_scoring_program
 
 DEFAULT_CHECK_YEAR = 2023  # check's rules when neither --year nor a spec file says: the MLRN paper's challenge
 
@@ -160,6 +163,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                        help="when one key holds different figures: newest (its 'date'; a tie: the later input), "
                             "first or last (input order)")
     add_spec_command(sub)
+
+    scoring = sub.add_parser(
+        "scoring-program", help="organisers: the online phase's scoring program (CodaLab / CodaBench), a zip that "
+                                "scores the teams' uploaded SR images against the hidden HR images",
+        description="Write the zip the organisers upload as the phases' scoring program: metadata, score.py "
+                    "(Python 3.8+, numpy, Pillow) and config.json. It scores the uploaded SR PNGs (named as the HR "
+                    "images) with the kit's PSNR and Y-PSNR (and SSIM, Y-SSIM) into scores.txt, scores.json and "
+                    "detailed_results.html.")
+    scoring.add_argument("--out", type=Path, required=True, help="the zip to write (replaced only once complete)")
+    scoring.add_argument("--year", type=int, default=None, choices=sorted(YEARS),
+                         help="score as that year's organisers: its dataset layout's HR folders name the split, and "
+                              "its PSNR bar is said on the detailed page (default: any layout, no bar)")
+    scoring.add_argument("--ssim", action="store_true", help="also SSIM and Y-SSIM (as test_demo.py --ssim)")
     args = parser.parse_args(argv)
     return args
 
@@ -341,8 +357,20 @@ def write_page(folder: Path, year: int | None) -> None:
     print(f"results page: {path}")
 
 
+def run_scoring_command(args: argparse.Namespace) -> int:
+    program = write_scoring_program(args.out, args.year, args.ssim)
+    config = program.config
+    print(f"wrote {program.zip_path} ({', '.join(program.members)}): {config['challenge']}, "
+          f"{', '.join(m['label'] for m in config['metrics'])}")
+    print("a phase writes its split's keys (scores.txt, scores.json); the leaderboard block of a CodaBench "
+          "competition.yaml for them:")
+    print(codabench_leaderboard(program.columns), end="")
+    return EXIT_OK
+
+
 COMMANDS = {"check": run_check_command, "package": run_package_command, "export": run_export,
-            "batch": run_batch_command, "merge": run_merge_command, "spec": run_spec_command}
+            "batch": run_batch_command, "merge": run_merge_command, "spec": run_spec_command,
+            "scoring-program": run_scoring_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
