@@ -1,28 +1,31 @@
-"""``python -m benchmarks.vs_official``: the kit against the official code, side by side, in one interleaved run.
+"""``python -m benchmarks.vs_official``: the kit against the official NTIRE 2023 ESR kit's own code, side by side,
+in one interleaved run, on the CPU.
 
     python -m benchmarks.vs_official                                   # both parts, 3 rounds, B100
-    python -m benchmarks.vs_official --parts complexity --rounds 5 --json vs_official.json
-    python -m benchmarks.vs_official --official_kit ~/NTIRE2023_ESR   # time the kit's own model_summary.py
+    python -m benchmarks.vs_official --record benchmarks/results       # ... and write the record (.md + .json)
+    python -m benchmarks.vs_official --parts complexity --rounds 5
+    python -m benchmarks.vs_official --official_kit ~/NTIRE2023_ESR   # another checkout of the official kit
     python -m benchmarks.vs_official --quick                           # smoke test: one model, 2 images, 1 round
 
-Two ratios, kit / official, each the median wall time (and peak RSS) over ``--rounds`` runs:
+The official side is the official kit's own code, unmodified: by default the shared folder's copy
+(``reference/official_kit_ntire2023``), or the checkout ``--official_kit DIR`` names. Two ratios, kit /
+official, each the median wall time (and peak RSS) over ``--rounds`` runs:
 
 (a) complexity: ``python -m benchmarks --complexity_only`` over the five entries (MLRN-entire with its
     model_zoo weights, the four baselines with their official weights from the shared folder) against
-    ``benchmarks/official_reference.py complexity`` on the same models: per model the parameter sum,
-    ``get_model_flops``, ``get_model_activation`` and fvcore's ``FlopCountAnalysis(...).total()``, as the
-    official kits count. Target <= 1.0x.
-(b) test_demo: ``python test_demo.py --data_dir B100 --model_id RFDN --weights <official RFDN>`` with the
-    kit's default flags against ``benchmarks/official_reference.py testdemo`` (the 2023 kit's loop: cv2
-    read, ``uint2tensor4``, timed forward, ``tensor2uint``, RGB PSNR, SR PNG saved, the kit's counts,
-    results.json written). Target <= 1.5x.
+    ``python -m benchmarks.official_cpu complexity`` on the same networks: per model the parameter sum, the
+    official ``utils/model_summary.py``'s ``get_model_flops`` and ``get_model_activation``, and fvcore's
+    ``FlopCountAnalysis(...).total()`` (the 2024-2025 kits' counter). Target <= 0.8x.
+(b) test_demo: ``python test_demo.py --data_dir D --model_id RFDN --weights <official RFDN> --device cpu`` with
+    the kit's default flags otherwise, against the official ``test_demo.py`` run on the CPU by
+    ``python -m benchmarks.official_cpu test_demo`` (its CUDA calls substituted at run time, listed there), both
+    on ``D``: B100 linked once into the DIV2K 2023 layout the official code reads (its 100 images are
+    DIV2K's 0801-0900). Target <= 1.15x.
 
 Every run is a fresh subprocess (imports count, as a user pays them), kit and official alternating, so
 a machine whose load changes during the run slows both sides alike. Both sides must agree on what
-they measured: the same counts for every model, the same mean PSNR; a difference is reported and
-the exit code is 1. The official side is a stand-in written from ``reference/OFFICIAL_KITS.md`` unless
-``--official_kit DIR`` gives a checkout of an official kit (then its ``utils/model_summary.py`` is
-timed); the output says which.
+they measured, in every round: the same counts for every model; for test_demo the same PSNR on every image
+and the same four counts. A difference is reported and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -43,13 +46,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
-from esrkit.atomic import atomic_write, check_writable_file
+from benchmarks.official_cpu import check_official_kit, default_official_kit, link_div2k_2023
+from esrkit.atomic import check_writable_folder, replace_together
 from esrkit.cli import EXIT_FAILED, EXIT_OK, run_guarded
 from esrkit.errors import KitError
 from esrkit.paths import REPO_ROOT, SHARED_ENV, shared_path
 
 PARTS = ("complexity", "testdemo")
-TARGETS = {"complexity": 1.0, "testdemo": 1.5}
+TARGETS = {"complexity": 0.8, "testdemo": 1.15}
 # The five entries of the efficiency report, each with the weights both sides load ("-": the kit's model_zoo file).
 ENTRIES = {"MLRN-entire": "-", "RFDN": "rfdn_ntire2023_team00.pth", "RLFN": "rlfn_ntire2024_team00.pth",
            "EFDN": "efdn_ntire2025_team00.pth", "IMDN": "imdn_ntire2022_baseline.pth"}
@@ -57,7 +61,8 @@ QUICK_ENTRIES = ("RLFN",)  # the cheapest baseline to count
 QUICK_IMAGES = ("img_001", "img_002")
 TESTDEMO_ENTRY = "RFDN"
 COUNT_KEYS = ("params", "flops_official", "activations", "num_conv", "flops_fvcore")
-PSNR_TOLERANCE_DB = 1e-9  # both sides quantise to uint8 and average float64 PSNRs: they must agree exactly
+TESTDEMO_KEYS = ("valid_psnr", "num_parameters", "flops", "activations", "num_conv")  # in both results.json: equal
+OFFICIAL_FILES = ("test_demo.py", "utils/model_summary.py")
 
 
 @dataclass
@@ -89,6 +94,7 @@ class Part:
     """Kit against official on one task, with what the two sides measured (they must agree)."""
 
     name: str
+    title: str  # what was run, for the record's table
     kit: Side
     official: Side
     disagreements: list[str] = field(default_factory=list)
@@ -114,9 +120,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=None, help="runs of each side per part, interleaved (default 3; 1 with --quick)")
     p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to compare (default: both)")
     p.add_argument("--official_kit", type=Path, default=None,
-                   help="a checkout of an official NTIRE ESR kit: time its utils/model_summary.py instead of the stand-in")
+                   help="the official NTIRE 2023 ESR kit's folder (default: the shared folder's copy, "
+                        "reference/official_kit_ntire2023)")
     p.add_argument("--quick", action="store_true", help="a tiny run for a smoke test: one model, two images, one round")
-    p.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    p.add_argument("--record", type=Path, default=None,
+                   help="write the record into this folder: vs_official_cpu_DATE.md and .json "
+                        "(e.g. benchmarks/results)")
     args = p.parse_args(argv)
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
@@ -124,10 +133,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         raise KitError(f"--rounds {args.rounds}: give at least 1")
     # The sides run from the repository root: paths are made absolute first.
     args.data_dir = args.data_dir.resolve() if args.data_dir is not None else None
-    args.official_kit = args.official_kit.resolve() if args.official_kit is not None else None
-    if args.official_kit is not None and not (args.official_kit / "utils" / "model_summary.py").is_file():
-        raise KitError(f"--official_kit {args.official_kit}: no utils/model_summary.py there "
-                       f"(give a checkout of an official NTIRE ESR kit, e.g. ofsoundof/NTIRE2023_ESR)")
+    args.official_kit = check_official_kit((args.official_kit or default_official_kit()).resolve(), *OFFICIAL_FILES)
     return args
 
 
@@ -167,23 +173,26 @@ def weights_file(name: str) -> Path:
     return path
 
 
-def complexity_commands(entries: Sequence[str], official_kit: Path | None, out: Path) -> tuple[list[str], list[str]]:
-    """The kit's complexity report and the official-style counting, on the same entries and weights."""
+def complexity_commands(entries: Sequence[str], official_kit: Path, out: Path) -> tuple[list[str], list[str]]:
+    """The kit's complexity report and the official counting, on the same entries and weights."""
     weights = [ENTRIES[e] if ENTRIES[e] == "-" else str(weights_file(ENTRIES[e])) for e in entries]
     kit = [sys.executable, "-m", "benchmarks", "--complexity_only", "--model_id", *entries, "--weights", *weights,
            "--quiet", "--json", str(out)]
-    official = [sys.executable, "-m", "benchmarks.official_reference", "complexity", "--model_id", *entries,
-                "--weights", *weights, *(["--official_kit", str(official_kit)] if official_kit else [])]
+    official = [sys.executable, "-m", "benchmarks.official_cpu", "complexity", "--official_kit", str(official_kit),
+                "--model_id", *entries, "--weights", *weights]
     return kit, official
 
 
-def testdemo_commands(data_dir: Path, kit_dir: Path, official_dir: Path) -> tuple[list[str], list[str]]:
-    """The kit's test_demo.py with its default flags, and the official-style loop, each into its own folder."""
+def testdemo_commands(div2k_dir: Path, official_kit: Path, kit_dir: Path,
+                      official_dir: Path) -> tuple[list[str], list[str]]:
+    """The kit's test_demo.py with its default flags but the CPU, and the official test_demo.py on the CPU, on the
+    same DIV2K 2023 folder, each into its own folder."""
     weights = str(weights_file(ENTRIES[TESTDEMO_ENTRY]))
-    kit = [sys.executable, "test_demo.py", "--data_dir", str(data_dir), "--model_id", TESTDEMO_ENTRY,
-           "--weights", weights, "--results_dir", str(kit_dir), "--save_dir", str(kit_dir / "sr")]
-    official = [sys.executable, "-m", "benchmarks.official_reference", "testdemo", "--data_dir", str(data_dir),
-                "--weights", weights, "--results_dir", str(official_dir), "--save_dir", str(official_dir / "sr")]
+    kit = [sys.executable, "test_demo.py", "--data_dir", str(div2k_dir), "--model_id", TESTDEMO_ENTRY,
+           "--weights", weights, "--device", "cpu", "--results_dir", str(kit_dir), "--save_dir", str(kit_dir / "sr")]
+    official = [sys.executable, "-m", "benchmarks.official_cpu", "test_demo", "--official_kit", str(official_kit),
+                "--data_dir", str(div2k_dir), "--weights", weights, "--run_dir", str(official_dir),
+                "--save_dir", str(official_dir / "sr")]
     return kit, official
 
 
@@ -198,10 +207,17 @@ def compare_counts(kit_json: Path, official_log: Path) -> list[str]:
             for k, o in zip(kit_rows, official_rows) for key in COUNT_KEYS if k[key] != o[key]]
 
 
-def mean_psnr(results_dir: Path) -> float:
+def only_record(results_dir: Path) -> dict:
     entries = json.loads((results_dir / "results.json").read_text())
     (record,) = entries.values()  # each side writes into a fresh folder: one entry
-    return float(record["valid_ave_psnr"])
+    return record
+
+
+def compare_testdemo(kit_dir: Path, official_dir: Path) -> list[str]:
+    """Differences between the two results.json files: every image's PSNR and the four counts, exactly."""
+    kit, official = only_record(kit_dir), only_record(official_dir)
+    return [f"{key}: kit {kit.get(key)!r} vs official {official.get(key)!r}"
+            for key in TESTDEMO_KEYS if kit.get(key) != official.get(key)]
 
 
 def quick_folder(source: Path, root: Path) -> Path:
@@ -223,9 +239,14 @@ def check_benchmark_layout(data_dir: Path) -> Path:
 def run_parts(args: argparse.Namespace, work: Path) -> list[Part]:
     """Every round: for each part the kit, then the official side; the two sides' results compared."""
     data_dir = check_benchmark_layout(args.data_dir or shared_path("data", "benchmarks", "B100"))
+    source = data_dir.name
     if args.quick:
         data_dir = quick_folder(data_dir, work / "data")
+    div2k_dir = work / "div2k_2023"
+    images = len(link_div2k_2023(data_dir, div2k_dir))  # both test_demo sides read this one folder
     entries = QUICK_ENTRIES if args.quick else tuple(ENTRIES)
+    titles = {"complexity": f"counting, {', '.join(entries)} (the baselines with their official weights)",
+              "testdemo": f"`test_demo.py` defaults, RFDN on {source} ({images} images), SR images saved"}
     parts: dict[str, Part] = {}
     for r in range(args.rounds):
         for name in args.parts:
@@ -234,8 +255,8 @@ def run_parts(args: argparse.Namespace, work: Path) -> list[Part]:
             if name == "complexity":
                 kit, official = complexity_commands(entries, args.official_kit, rd / "kit_counts.json")
             else:
-                kit, official = testdemo_commands(data_dir, rd / "kit", rd / "official")
-            part = parts.setdefault(name, Part(name, Side(shell_text(kit)), Side(shell_text(official))))
+                kit, official = testdemo_commands(div2k_dir, args.official_kit, rd / "kit", rd / "official")
+            part = parts.setdefault(name, Part(name, titles[name], Side(shell_text(kit)), Side(shell_text(official))))
             print(f"round {r + 1}/{args.rounds}: {name} kit ...", end=" ", flush=True)
             part.kit.samples.append(run_measured(kit, rd / "kit.log"))
             print(f"{part.kit.samples[-1].wall_s:.1f} s; official ...", end=" ", flush=True)
@@ -244,9 +265,7 @@ def run_parts(args: argparse.Namespace, work: Path) -> list[Part]:
             if name == "complexity":
                 part.disagreements += compare_counts(rd / "kit_counts.json", rd / "official.log")
             else:
-                kit_psnr, official_psnr = mean_psnr(rd / "kit"), mean_psnr(rd / "official")
-                if abs(kit_psnr - official_psnr) > PSNR_TOLERANCE_DB:
-                    part.disagreements.append(f"mean PSNR: kit {kit_psnr!r} vs official {official_psnr!r}")
+                part.disagreements += compare_testdemo(rd / "kit", rd / "official")
     return list(parts.values())
 
 
@@ -276,17 +295,20 @@ def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def official_side(args: argparse.Namespace) -> str:
+    return (f"the official NTIRE 2023 ESR kit's own code in {args.official_kit}: its test_demo.py run on the CPU by "
+            f"benchmarks/official_cpu.py (its CUDA calls substituted at run time, listed there), its "
+            f"utils/model_summary.py for counting")
+
+
 def report(parts: list[Part], args: argparse.Namespace, info: dict[str, str], load_before: str, load_after: str) -> str:
-    official = (f"the official kit's utils/model_summary.py ({args.official_kit})" if args.official_kit
-                else "stand-ins written from OFFICIAL_KITS.md (benchmarks/official_reference.py)")
     lines = [f"vs_official: kit / official, {args.rounds} interleaved round(s){', --quick' if args.quick else ''}",
              f"machine: {info['cpu']}; python {info['python']}, torch {info['torch']}; {info['date']}",
              f"load average (1/5/15 min) before {load_before}, after {load_after}",
-             f"official side: {official}",
+             f"official side: {official_side(args)}",
              *(["--quick: a smoke test of the benchmark (one model, two images); its ratios are not the figures "
                 "of record"] if args.quick else []), ""]
     for part in parts:
-        met = "met" if part.wall_ratio <= part.target else "NOT met"
         lines += [f"({part.name})",
                   f"  kit:      {part.kit.command}",
                   f"  official: {part.official.command}",
@@ -295,15 +317,44 @@ def report(parts: list[Part], args: argparse.Namespace, info: dict[str, str], lo
                   f"(median {part.official.median_wall_s:.1f})",
                   f"  peak RSS   kit {part.kit.median_rss_mib:.0f} MiB; official {part.official.median_rss_mib:.0f} MiB "
                   f"(medians) -> {part.rss_ratio:.2f}x",
-                  f"  RATIO {part.name}: {part.wall_ratio:.2f}x wall (target <= {part.target:.1f}x: {met})",
+                  f"  RATIO {part.name}: {part.wall_ratio:.2f}x wall (target <= {part.target:g}x: {met(part)})",
                   "  both sides agree: " + ("yes" if not part.disagreements else "NO: " + "; ".join(part.disagreements)),
                   ""]
     return "\n".join(lines)
 
 
+def met(part: Part) -> str:
+    return "met" if part.wall_ratio <= part.target else "NOT met"
+
+
+def markdown(parts: list[Part], args: argparse.Namespace, command: str, info: dict[str, str], load_before: str,
+             load_after: str) -> str:
+    """The record: what ran, where, the two ratios and whether both sides agreed."""
+    lines = [f"# The kit against the official NTIRE 2023 ESR kit, CPU, {info['date'][:10]}", "",
+             f"Command: `{command}` ({args.rounds} interleaved round(s), each side a fresh process), on {info['cpu']}; "
+             f"Python {info['python']}, torch {info['torch']}; {info['date']}; load average (1/5/15 min) "
+             f"{load_before} before, {load_after} after. The official side is {official_side(args)}.", ""]
+    if args.quick:
+        lines += ["**--quick: a smoke test of the benchmark (one model, two images, one round); its ratios are not "
+                  "the figures of record.**", ""]
+    lines += ["| part | kit (median wall, peak RSS) | official | kit / official | target |",
+              "|---|---:|---:|---:|---|"]
+    for part in parts:
+        lines.append(f"| {part.title} | {part.kit.median_wall_s:.1f} s, {part.kit.median_rss_mib:.0f} MiB | "
+                     f"{part.official.median_wall_s:.1f} s, {part.official.median_rss_mib:.0f} MiB | "
+                     f"**{part.wall_ratio:.2f}x** | <= {part.target:g}x: {met(part)} |")
+    lines.append("")
+    for part in parts:
+        agree = ("the same in every round" if not part.disagreements
+                 else "DIFFERENT: " + "; ".join(part.disagreements))
+        lines += [f"({part.name}) kit: `{part.kit.command}`; official: `{part.official.command}`. What both sides "
+                  f"measured: {agree}.", ""]
+    return "\n".join(lines)
+
+
 def figures(parts: list[Part], args: argparse.Namespace, info: dict[str, str], load_before: str, load_after: str) -> dict:
     return {"machine": info, "load_before": load_before, "load_after": load_after, "rounds": args.rounds,
-            "quick": args.quick, "official_kit": str(args.official_kit) if args.official_kit else None,
+            "quick": args.quick, "official_kit": str(args.official_kit), "official_side": official_side(args),
             "parts": {p.name: {"kit": asdict(p.kit), "official": asdict(p.official), "wall_ratio": p.wall_ratio,
                                "rss_ratio": p.rss_ratio, "target": p.target, "target_met": p.wall_ratio <= p.target,
                                "disagreements": p.disagreements} for p in parts}}
@@ -312,15 +363,22 @@ def figures(parts: list[Part], args: argparse.Namespace, info: dict[str, str], l
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         args = parse_args(argv)
-        if args.json is not None:
-            check_writable_file(args.json, "--json")
+        if args.record is not None:
+            check_writable_folder(args.record, "--record")
         info, load_before = machine(), load()
         with tempfile.TemporaryDirectory(prefix="vs_official_") as tmp:
             parts = run_parts(args, Path(tmp))
         load_after = load()
         print("\n" + report(parts, args, info, load_before, load_after))
-        if args.json is not None:
-            atomic_write(args.json, json.dumps(figures(parts, args, info, load_before, load_after), indent=2) + "\n")
+        if args.record is not None:
+            stem = args.record / f"vs_official_cpu_{info['date'][:10]}{'_quick' if args.quick else ''}"
+            command = " ".join(["python -m benchmarks.vs_official", *(sys.argv[1:] if argv is None else argv)])
+            replace_together({
+                stem.with_suffix(".md"): markdown(parts, args, command, info, load_before, load_after),
+                stem.with_suffix(".json"):
+                    json.dumps(figures(parts, args, info, load_before, load_after), indent=2) + "\n",
+            })
+            print(f"record: {stem}.md and {stem}.json")
         return EXIT_FAILED if any(p.disagreements for p in parts) else EXIT_OK
 
     return run_guarded(body, "nothing was written")
