@@ -166,6 +166,8 @@ def entry_record(run: EntryRun) -> dict[str, Any]:
         kit_version=__version__,
         torch_version=torch.__version__,
     )
+    if entry.renamed:  # the key spells the name safely ([FEAN] -> FEAN): the name as given, for display
+        record["display_name"] = entry.name
     if entry.notes:
         record["notes"] = list(entry.notes)
     return record

@@ -52,6 +52,7 @@ from esrkit.datasets import Split, open_split
 from esrkit.device import free_device, pick_device, torch_threads
 from esrkit.errors import KitError, first_line
 from esrkit.fingerprint import split_fingerprint
+from esrkit.names import child_folder
 from esrkit.progress import QUIET, Progress, run_log
 from esrkit.results import ResultsFiles, entry_record, folder_lock, read_results
 from esrkit.run import RunOptions, run_entry
@@ -316,7 +317,7 @@ def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: Resul
     if settings.save_dir is not None:
         check_writable_folder(settings.save_dir, "--save_dir")
     teams = list(specs) if shard is None else shard.select(specs)
-    rejected = [t for t in invalid if shard is None or shard.holds(TeamSpec(team=t.team))]
+    rejected = list(invalid) if shard is None else shard.select_invalid(invalid)
     if not teams and not rejected:
         return []
     jobs = _plan(teams, settings, split, read_status(status_path), existing, refresh)
@@ -388,7 +389,8 @@ def measure_team(spec: TeamSpec, settings: BatchSettings, results: ResultsFiles,
                 results.merge({key: record})
 
             run_entry(entry, [split], convention, options, finish=merge, weights_flag="weights (in the spec)",
-                      save_root=None if settings.save_dir is None else settings.save_dir / key)
+                      save_root=None if settings.save_dir is None else
+                      child_folder(settings.save_dir, key, "--save_dir"))
         return TeamOutcome(spec.label, key, OK, record=record)
     except KitError as exc:
         message = str(exc)
