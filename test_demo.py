@@ -32,6 +32,7 @@ with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile 
     from esrkit.evaluation import AUTO, OOM_FALLBACK_TILE, LoopOptions
     from esrkit.fastpath import ENGINES, PRECISIONS, options_from_flags
     from esrkit.metrics import METRICS
+    from esrkit.names import child_folder
     from esrkit.outputs import DataIdentity, sr_folder_problem
     from esrkit.progress import Progress, run_log
     from esrkit.registry import DEFAULT_ENTRY, list_entries
@@ -138,7 +139,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     files = ResultsFiles(args.results_dir, args.include_test, args.hybrid_test)
     # A results.json that cannot be merged, or whose entry was measured on other data, stops the run now.
     files.preflight(key, identity, replace=args.replace)
-    save_root = None if args.no_save else check_writable_folder(args.save_dir, "--save_dir") / key
+    save_dir = None if args.no_save else check_writable_folder(args.save_dir, "--save_dir")
+    save_root = None if save_dir is None else child_folder(save_dir, key, "--save_dir")
     problem = None if save_root is None else sr_folder_problem(save_root, identity, splits, args.replace)
     if problem:
         raise KitError(problem)

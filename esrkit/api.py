@@ -110,7 +110,8 @@ def time_forward(model: nn.Module, lr_size: tuple[int, int] = (339, 510), *, run
 def entry_from_spec(spec: TeamSpec | None = None, **facts: Any) -> Entry:
     """A team's entry from its instructions: a :class:`~esrkit.spec.TeamSpec`, or its facts as keywords
     (``model_file``, ``class_name``, ``init_args``, ``init_kwargs``, ``weights``, ``state_key``, ``strict``,
-    ``data_range``, ``post_load``, ``team``, ``name``; or ``entry="RFDN"`` for a registered one). Paths may be
+    ``data_range``, ``post_load``, ``load_method``, ``team``, ``name``; or ``entry="RFDN"`` for a registered one).
+    Paths may be
     strings. ``entry.load().model`` is the network as the organisers build it."""
     if spec is None:
         values = dict(facts)

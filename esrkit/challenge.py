@@ -15,6 +15,7 @@ from typing import Mapping
 
 from esrkit.entry import Entry
 from esrkit.errors import KitError
+from esrkit.names import safe_name
 
 HOOKS, FVCORE = "official", "fvcore"
 
@@ -107,10 +108,11 @@ class Convention:
 
     def key(self, entry: Entry) -> str:
         """``00_<Name>_baseline`` for a year's baseline -- the registered entry (unless a team number was given), or a
-        team file numbered 0 of that name (the kits' ``models/team00_EFDN.py``) -- else the entry's key."""
+        team file numbered 0 of that name (the kits' ``models/team00_EFDN.py``) -- else the entry's key; the name made
+        safe either way (:func:`esrkit.names.safe_name`)."""
         baseline = entry.name.lower() in self.baselines
         if baseline and ((entry.team is None and entry.source is None) or entry.team == 0):
-            return f"00_{entry.name}_baseline"
+            return f"00_{safe_name(entry.name)}_baseline"
         return entry.key
 
     @classmethod

@@ -6,7 +6,10 @@ weights silently) and through the model's own ``load_state_dict`` (a team's over
   a wrapper key (``params``, ``params_ema``, ``state_dict``, ...), or the one ``state_key`` names.
   Where the file holds two different candidates (``params`` and ``params_ema``) and nothing says
   which, it stops and names them with the flag that chooses. The kit's own training checkpoints
-  say it by their format: their model is ``params_ema`` when EMA was on, else ``params``.
+  say it by their format: their model is ``params_ema`` when EMA was on, else ``params``. A team's
+  code may choose itself (``if 'params_ema' in loadnet: ... else: ...``): a ``state_key`` of several
+  keys reproduces that choice -- the first key the file holds (``""``: the file itself) -- and the
+  load report says which it took.
 - :func:`load_state` loads it, strictly unless asked otherwise, and on a mismatch says which keys
   are missing, unexpected or wrongly shaped.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -31,6 +34,7 @@ MAX_LISTED = 8
 
 StateDict = dict[str, torch.Tensor]
 CheckpointFilter = Callable[[StateDict], StateDict]
+StateKey = str | tuple[str, ...]  # a dotted key, or several: the first the checkpoint holds ("": the file itself)
 
 
 def read_checkpoint(path: str | Path, what: str = "weights") -> Any:
@@ -105,12 +109,55 @@ def _describe(found: Mapping[str, StateDict]) -> str:
     return ", ".join(f"{k} ({len(v)} tensors)" for k, v in found.items())
 
 
-def select_state_dict(obj: object, state_key: str | None = None, source: str = "checkpoint") -> tuple[StateDict, str | None]:
+def state_key_problem(keys: tuple[str, ...]) -> str | None:
+    """Why a list of state keys cannot be a choice (None: it can): each named once, ``""`` only last."""
+    if not keys:
+        return "give at least one key"
+    if len(set(keys)) != len(keys):
+        return "a key is named twice"
+    if "" in keys[:-1]:
+        return '"" (the file itself) always holds: it can only be the last'
+    if any(part == "" for key in keys if key for part in key.split(".")):
+        return "a dotted key has an empty part"
+    return None
+
+
+def _holds(obj: object, state_key: str) -> bool:
+    """Whether the dotted ``state_key`` is in ``obj`` (``""``: the file itself, always)."""
+    value = obj
+    for part in state_key.split(".") if state_key else ():
+        if not isinstance(value, Mapping) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+def _first_held(obj: object, keys: tuple[str, ...], source: str) -> tuple[StateDict, str | None]:
+    """The state_dict at the first of ``keys`` that ``obj`` holds, as a team's ``if KEY in ckpt`` chain takes it."""
+    for key in keys:
+        if not _holds(obj, key):
+            continue
+        if key:
+            return select_state_dict(obj, key, source)
+        if not _is_state_dict(obj):
+            raise KitError(f"{source} holds none of {', '.join(repr(k) for k in keys[:-1])}, and the file itself "
+                           f"({type(obj).__name__}) is not a state_dict of tensors: fix {option('state_key')}")
+        return _strip_module_prefix(dict(obj)), None  # type: ignore[arg-type]
+    found = sorted(map(str, obj))[:MAX_LISTED] if isinstance(obj, Mapping) else []
+    raise KitError(f"{source} holds none of {', '.join(repr(k) for k in keys)} (its keys: "
+                   f"{', '.join(found) or 'none'}): fix {option('state_key')}")
+
+
+def select_state_dict(obj: object, state_key: StateKey | None = None,
+                      source: str = "checkpoint") -> tuple[StateDict, str | None]:
     """The state_dict inside a checkpoint, and where it was (None: the file itself is one).
 
-    ``state_key`` (dotted for nested wrappers, e.g. ``state_dict.model``) names it; without one the
-    choice must be unambiguous (see the module docstring). A ``module.`` prefix is stripped.
+    ``state_key`` (dotted for nested wrappers, e.g. ``state_dict.model``) names it; several keys (a tuple)
+    take the first the file holds; without one the choice must be unambiguous (see the module docstring).
+    A ``module.`` prefix is stripped.
     """
+    if isinstance(state_key, tuple):
+        return _first_held(obj, state_key, source)
     if state_key:
         value: object = obj
         for part in state_key.split("."):
@@ -146,15 +193,24 @@ def select_state_dict(obj: object, state_key: str | None = None, source: str = "
 
 @dataclass(frozen=True)
 class LoadReport:
-    """What loading did: where the state_dict was, and the keys a non-strict load left out."""
+    """What loading did: where the state_dict was (and of which keys it was the first held), and the keys a
+    non-strict load left out; or the team's own method that loaded the file (``method``)."""
 
     state_key: str | None
     strict: bool
     missing: tuple[str, ...] = ()
     unexpected: tuple[str, ...] = ()
+    chosen_from: tuple[str, ...] = ()  # the state keys of a choice: state_key is the first the file held
+    method: str | None = None
 
     def describe(self) -> str:
+        if self.method is not None:
+            return (f"loaded by the team's own model.{self.method}(path), not by the kit: how it reads the file and "
+                    f"how strictly it loads are the team's")
         where = f"['{self.state_key}']" if self.state_key else "the file itself"
+        if self.chosen_from:
+            keys = ", ".join(f"'{k}'" if k else "the file itself" for k in self.chosen_from)
+            where += f" (the first of {keys} the file holds, as the team's code chooses)"
         text = f"state_dict {where}, strict={self.strict}, weights_only=True"
         if self.missing or self.unexpected:
             text += f"; non-strict: {_listed('missing', list(self.missing))}{', ' if self.missing and self.unexpected else ''}" \
@@ -214,10 +270,26 @@ def load_state(model: nn.Module, state: StateDict, *, strict: bool = True, state
     return LoadReport(state_key, strict, missing, unexpected)
 
 
-def load_weights(model: nn.Module, path: str | Path, *, state_key: str | None = None, strict: bool = True,
+def load_weights(model: nn.Module, path: str | Path, *, state_key: StateKey | None = None, strict: bool = True,
                  checkpoint_filter: CheckpointFilter | None = None) -> LoadReport:
     """Read ``path``, pick its state_dict, map its keys (``checkpoint_filter``) and load it into ``model``."""
     state, where = select_state_dict(read_checkpoint(path), state_key, source=str(path))
     if checkpoint_filter is not None:
         state = checkpoint_filter(state)
-    return load_state(model, state, strict=strict, state_key=where, source=str(path))
+    report = load_state(model, state, strict=strict, state_key=where, source=str(path))
+    return replace(report, chosen_from=state_key) if isinstance(state_key, tuple) else report
+
+
+def load_by_method(model: nn.Module, path: str | Path, method: str) -> LoadReport:
+    """``model.<method>(path)``: the team's own loading, where its code loads the weights file that way."""
+    loader = getattr(model, method, None)
+    if not callable(loader):
+        similar = sorted(n for n in dir(model)
+                         if "load" in n.lower() and not n.startswith("_") and not hasattr(nn.Module, n))
+        hint = f" (its methods that load: {', '.join(similar[:6])})" if similar else ""
+        raise KitError(f"{type(model).__name__} has no method {method!r}{hint}: fix {option('load_method')}")
+    try:
+        loader(str(path))
+    except Exception as exc:  # the team's own loading code can raise anything
+        raise KitError(f"{path}: {type(model).__name__}.{method}(path) raised {first_line(exc)}") from None
+    return LoadReport(None, strict=False, method=method)

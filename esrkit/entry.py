@@ -6,7 +6,9 @@ spec, ``export`` and ``check`` all read the same object (timm's pattern: no opaq
 
 Loading, in order: build ``arch(*args, **kwargs)``; read the weights file (never running a pickle);
 take its state_dict (``state_key``, see :mod:`esrkit.checkpoint`); map foreign key names
-(``checkpoint_filter``); load it through the model's own ``load_state_dict`` (``strict``); run the
+(``checkpoint_filter``); load it through the model's own ``load_state_dict`` (``strict``) -- or, where the
+team's code loads it through a method of its own (``load_method``, e.g. ``load_weights``), call that method
+with the weights path instead, the team's file alone reading it; run the
 post-load step (``post_load``: a method such as ``switch_to_deploy``, or ``each:NAME`` for every
 submodule that has it), so that everything measured afterwards is the deployed network.
 """
@@ -23,9 +25,10 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import nn
 
-from esrkit.checkpoint import CheckpointFilter, LoadReport, load_weights
+from esrkit.checkpoint import CheckpointFilter, LoadReport, StateKey, load_by_method, load_weights
 from esrkit.device import cuda_redirected
 from esrkit.errors import KitError, first_line
+from esrkit.names import safe_name
 from esrkit.options import named_as, option, options
 from esrkit.paths import MODEL_ZOO, shared_path
 from esrkit.teamcode import exits_refused
@@ -52,9 +55,10 @@ class Entry:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     weights: str | Path | None = None
-    state_key: str | None = None
+    state_key: StateKey | None = None
     strict: bool = True
     post_load: str | None = None
+    load_method: str | None = None
     checkpoint_filter: CheckpointFilter | None = field(default=None, repr=False)
     model_id: int | None = None
     team: int | None = None
@@ -70,14 +74,23 @@ class Entry:
 
     @property
     def key(self) -> str:
-        """The results.json key: ``f"{team:02}_{name}"`` for a team, else ``f"{id:02}_{name}"`` (the kits' form)."""
+        """The results.json key: ``f"{team:02}_{name}"`` for a team, else ``f"{id:02}_{name}"`` (the kits' form), the
+        name made safe (:func:`esrkit.names.safe_name`: ``[FEAN]`` -> ``FEAN``), so that a folder named after the
+        key is always inside its parent."""
         number = self.team if self.team is not None else self.model_id
-        return self.name if number is None else f"{number:02}_{self.name}"
+        name = safe_name(self.name)
+        return name if number is None else f"{number:02}_{name}"
 
     @property
     def display_name(self) -> str:
-        """How tables name it: the results key for a team (``07_NanoSR``), the entry's name otherwise."""
-        return self.key if self.team is not None else self.name
+        """How tables name it: team and name as given for a team (``07_NanoSR``, ``42_[FEAN]``), the entry's name
+        otherwise."""
+        return f"{self.team:02}_{self.name}" if self.team is not None else self.name
+
+    @property
+    def renamed(self) -> bool:
+        """Whether the results key spells the name otherwise than given (it had to be made safe)."""
+        return safe_name(self.name) != self.name
 
     @property
     def arch_name(self) -> str:
@@ -177,8 +190,9 @@ class Entry:
         path = self.weights_path(weights, model_zoo, flag)
         model = self.build()
         with self._on_build_device(), named_as("spec" if self.from_spec else "flags"):
-            report = load_weights(model, path, state_key=self.state_key, strict=self.strict,
-                                  checkpoint_filter=self.checkpoint_filter)
+            report = (load_by_method(model, path, self.load_method) if self.load_method is not None else
+                      load_weights(model, path, state_key=self.state_key, strict=self.strict,
+                                   checkpoint_filter=self.checkpoint_filter))
             self.apply_post_load(model)
         return Loaded(self, model.eval(), path, report)
 

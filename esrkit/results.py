@@ -170,6 +170,8 @@ def entry_record(run: EntryRun, data_fingerprint: str | None = None) -> dict[str
         torch_version=torch.__version__,
         environment=environment.describe(entry.source),
     )
+    if entry.renamed:  # the key spells the name safely ([FEAN] -> FEAN): the name as given, for display
+        record["display_name"] = entry.name
     if entry.notes:
         record["notes"] = list(entry.notes)
     return record

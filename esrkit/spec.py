@@ -22,7 +22,13 @@ TOML file with one table per team (paths relative to the file)::
     entry = "EFDN"
     weights = "../weights/efdn_ntire2025_team00.pth"
 
-Other keys: ``init_args`` (a list), ``strict`` (default true), ``scale`` (default 4).
+Other keys: ``init_args`` (a list), ``init_none`` (keyword arguments passed as ``None``: TOML has no null, so
+``init_none = ["head_dim"]`` is ``head_dim=None``), ``strict`` (default true), ``scale`` (default 4),
+``load_method`` (a method of the network that loads the weights file itself, as the team's code does:
+``load_method = "load_weights"`` calls ``model.load_weights(path)`` instead of ``load_state_dict``).
+``state_key`` may be a list: ``state_key = ["params_ema", "params"]`` takes the first key the checkpoint holds
+(``""``, last, the file itself), as a team's ``if 'params_ema' in loadnet: ... else: ...`` does; the load
+report says which was taken. ``name`` is any text: the results key spells it safely (:mod:`esrkit.names`).
 
 Where the spec is silent the kit infers only what is safe: a file that registers one entry; the one
 class that builds without arguments (or, of several, the one that loads the weights strictly); the
@@ -49,7 +55,7 @@ else:  # pragma: no cover - Python 3.10
 from jsonschema import Draft202012Validator
 
 from esrkit import teamfile
-from esrkit.checkpoint import key_mismatch, read_checkpoint, select_state_dict
+from esrkit.checkpoint import key_mismatch, read_checkpoint, select_state_dict, state_key_problem
 from esrkit.entry import EACH_PREFIX, Entry
 from esrkit.errors import KitError
 from esrkit.options import named_as, option, style
@@ -72,16 +78,22 @@ class TeamSpec:
     entry: str | None = None
     class_name: str | None = None
     init_args: tuple[Any, ...] | None = None
-    init_kwargs: dict[str, Any] | None = None
+    init_kwargs: dict[str, Any] | None = None  # a value None: passed as None (init_none in a spec file)
     weights: Path | None = None
-    state_key: str | None = None
+    state_key: str | tuple[str, ...] | None = None  # several: the first the checkpoint holds
     strict: bool | None = None
     data_range: float | None = None
     post_load: str | None = None
+    load_method: str | None = None
     team: int | None = None
     name: str | None = None
     scale: int | None = None
     in_file: bool = False  # from a [[team]] table of a spec file (messages then name its keys, not flags)
+
+    def __post_init__(self) -> None:  # lists (from TOML or JSON) held as tuples: a spec is a value
+        for key in ("init_args", "state_key"):
+            if isinstance(getattr(self, key), list):
+                object.__setattr__(self, key, tuple(getattr(self, key)))
 
     @property
     def label(self) -> str:
@@ -145,29 +157,44 @@ def numbers(teams: Sequence[TeamSpec]) -> str:
 # --- reading a spec -------------------------------------------------------------------------------
 
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ARGUMENT = "a string, number, boolean, list or table (a TOML date or time is no constructor argument)"
 # What each key of a [[team]] table must be (JSON Schema, checked with jsonschema); ``description`` is what an
 # error says the value must be.
 TEAM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "team": {"type": "integer", "minimum": 0, "description": "the organisers' team number (an integer >= 0)"},
-        "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
-                 "description": "the model name of the results key NN_Name (letters, digits, _ . + -)"},
+        "name": {"type": "string", "minLength": 1,
+                 "description": "the model name of the results key NN_Name (any text: the key spells it safely)"},
         "entry": {"type": "string", "minLength": 1, "description": "a registered entry's name or id (a string)"},
         "model_file": {"type": "string", "minLength": 1, "description": "the team's model file (a path string)"},
         "class_name": {"type": "string", "pattern": _IDENTIFIER, "description": "a class name (a Python identifier)"},
-        "init_args": {"type": "array", "description": "a list of constructor arguments"},
-        "init_kwargs": {"type": "object", "description": "a table of constructor keyword arguments"},
+        "init_args": {"type": "array", "items": {"$ref": "#/$defs/argument"},
+                      "description": "a list of constructor arguments"},
+        "init_kwargs": {"type": "object", "additionalProperties": {"$ref": "#/$defs/argument"},
+                        "description": "a table of constructor keyword arguments"},
+        "init_none": {"type": "array", "uniqueItems": True,
+                      "items": {"type": "string", "pattern": _IDENTIFIER, "description": "a keyword argument's name"},
+                      "description": "a list of keyword argument names passed as None (TOML has no null), "
+                                     "e.g. [\"head_dim\"]"},
         "weights": {"type": "string", "minLength": 1, "description": "the weights file (a path string)"},
-        "state_key": {"type": "string", "minLength": 1,
-                      "description": "where the state_dict sits in the checkpoint (a string, e.g. \"params\")"},
+        "state_key": {"anyOf": [{"type": "string", "minLength": 1},
+                                {"type": "array", "minItems": 1, "items": {"type": "string"}}],
+                      "description": "where the state_dict sits in the checkpoint (a string, e.g. \"params\"; or a "
+                                     "list, the first the checkpoint holds, e.g. [\"params_ema\", \"params\"])"},
         "strict": {"type": "boolean", "description": "true or false"},
         "data_range": {"type": "number", "exclusiveMinimum": 0, "description": "a positive number: 1.0 or 255"},
         "post_load": {"type": "string", "pattern": r"^(each:)?[A-Za-z_][A-Za-z0-9_]*$",
                       "description": "a method name (NAME, or each:NAME)"},
+        "load_method": {"type": "string", "pattern": _IDENTIFIER,
+                        "description": "a method name of the network that loads the weights file "
+                                       "(e.g. \"load_weights\")"},
         "scale": {"type": "integer", "minimum": 1, "description": "a positive integer upscaling factor (4)"},
     },
     "additionalProperties": False,
+    "$defs": {"argument": {"type": ["string", "number", "boolean", "array", "object"],
+                           "items": {"$ref": "#/$defs/argument"}, "additionalProperties": {"$ref": "#/$defs/argument"},
+                           "description": _ARGUMENT}},
 }
 SPEC_KEYS = tuple(TEAM_SCHEMA["properties"])
 FILE_SCHEMA: dict[str, Any] = {
@@ -195,6 +222,9 @@ def _schema_problem(instance: dict[str, Any], schema: dict[str, Any], where: str
         missing = [k for k in schema["required"] if k not in instance]
         return f"{where}: no {', '.join(missing)}: add {' '.join(f'[[{k}]]' for k in missing)} tables, one per team"
     key = str(error.path[0])
+    if len(error.path) > 1 and "description" in error.schema:  # a value inside a list or table, named by its path
+        inner = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in list(error.path)[1:])
+        return f"{where}: {inner} = {toml_value(error.instance)} must be {error.schema['description']}"
     return f"{where}: {key} = {toml_value(instance[key])} must be {schema['properties'][key]['description']}"
 
 
@@ -208,8 +238,13 @@ def team_spec(table: dict[str, Any], base: Path, where: str) -> TeamSpec:
         if key in values:
             path = Path(values[key]).expanduser()
             values[key] = path if path.is_absolute() else base / path
-    if "init_args" in values:
-        values["init_args"] = tuple(values["init_args"])
+    none = values.pop("init_none", None)
+    if none:
+        both = [k for k in none if k in values.get("init_kwargs", {})]
+        if both:
+            raise KitError(f"{where}: init_none names {', '.join(both)}, which init_kwargs sets too: give each "
+                           f"keyword argument once")
+        values["init_kwargs"] = {**values.get("init_kwargs", {}), **{k: None for k in none}}
     if "data_range" in values:
         values["data_range"] = float(values["data_range"])
     spec = TeamSpec(**values, in_file=True)
@@ -231,6 +266,16 @@ def check_spec(spec: TeamSpec, where: str) -> None:
         raise KitError(f"{where}: data_range {spec.data_range:g} must be positive (1.0 or 255)")
     if spec.post_load is not None and not spec.post_load.removeprefix(EACH_PREFIX).isidentifier():
         raise KitError(f"{where}: post_load {spec.post_load!r} is not a method name (NAME, or each:NAME)")
+    if spec.load_method is not None and not spec.load_method.isidentifier():
+        raise KitError(f"{where}: load_method {spec.load_method!r} is not a method name")
+    if spec.load_method is not None and (spec.state_key is not None or spec.strict is not None):
+        given = " and ".join(k for k, v in (("state_key", spec.state_key), ("strict", spec.strict)) if v is not None)
+        raise KitError(f"{where}: with load_method the team's {spec.load_method}() reads the weights file itself "
+                       f"(where the state_dict is, how strictly): drop {given}")
+    if isinstance(spec.state_key, tuple):
+        problem = state_key_problem(spec.state_key)
+        if problem:
+            raise KitError(f"{where}: state_key {toml_value(list(spec.state_key))}: {problem}")
 
 
 def load_spec_file(path: Path) -> SpecFile:
@@ -244,7 +289,7 @@ def load_spec_file(path: Path) -> SpecFile:
     if not path.is_file():
         raise KitError(f"spec file not found: {path}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (Windows editors) is no statement
     except (OSError, UnicodeDecodeError) as exc:
         raise KitError(f"cannot read the spec file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -295,11 +340,16 @@ def add_team_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--init_args", type=_json_list, default=None, help="constructor arguments as a JSON list, e.g. '[3, 3]'")
     g.add_argument("--init_kwargs", type=_json_object, default=None,
                    help='constructor keyword arguments as a JSON object, e.g. \'{"dim": 36, "bias": false}\'')
-    g.add_argument("--state_key", default=None, help="where the state_dict sits in the checkpoint, e.g. params or params_ema")
+    g.add_argument("--state_key", nargs="+", default=None, metavar="KEY",
+                   help="where the state_dict sits in the checkpoint, e.g. params or params_ema; several: the first "
+                        "the checkpoint holds, as the team's code chooses (e.g. --state_key params_ema params)")
     g.add_argument("--non_strict", action="store_true", help="load with strict=False (as the team's instructions say)")
     g.add_argument("--data_range", type=float, default=None, help="1.0 or 255: what white is at the model's input/output")
     g.add_argument("--post_load", default=None,
                    help="method to call after loading (e.g. switch_to_deploy); each:NAME calls it on every submodule")
+    g.add_argument("--load_method", default=None,
+                   help="a method of the network that loads the weights file itself (e.g. load_weights): called with "
+                        "the weights path instead of load_state_dict, as the team's code does")
     g.add_argument("--team", type=int, default=None,
                    help="the team number (results key NN_Name); with --spec, which team of the file")
     g.add_argument("--name", dest="team_name", default=None, help="the model name in the results key (default: from the file name)")
@@ -326,7 +376,15 @@ _json_list = _json_of(list, "list", "[3, 3]")
 _json_object = _json_of(dict, "object", '{"dim": 36}')
 
 
-TEAM_FLAGS = ("class_name", "init_args", "init_kwargs", "state_key", "data_range", "post_load", "team_name", "scale")
+TEAM_FLAGS = ("class_name", "init_args", "init_kwargs", "state_key", "data_range", "post_load", "load_method",
+              "team_name", "scale")
+
+
+def _state_key_flag(keys: Sequence[str] | str | None) -> str | tuple[str, ...] | None:
+    """``--state_key K`` is one key; ``--state_key K1 K2`` the first the checkpoint holds."""
+    if keys is None or isinstance(keys, str):
+        return keys
+    return keys[0] if len(keys) == 1 else tuple(keys)
 
 
 def spec_from_flags(args: argparse.Namespace, model_id: str | None = None, weights: Path | None = None) -> TeamSpec:
@@ -334,8 +392,9 @@ def spec_from_flags(args: argparse.Namespace, model_id: str | None = None, weigh
     spec = TeamSpec(
         model_file=args.model_file, entry=None if args.model_file is not None else model_id,
         class_name=args.class_name, init_args=args.init_args, init_kwargs=args.init_kwargs, weights=weights,
-        state_key=args.state_key, strict=False if args.non_strict else None, data_range=args.data_range,
-        post_load=args.post_load, team=args.team, name=args.team_name, scale=args.scale,
+        state_key=_state_key_flag(args.state_key), strict=False if args.non_strict else None,
+        data_range=args.data_range, post_load=args.post_load, load_method=getattr(args, "load_method", None),
+        team=args.team, name=args.team_name, scale=args.scale,
     )
     check_spec(spec, "command line")
     return spec
@@ -366,6 +425,7 @@ def _from_registered(spec: TeamSpec) -> Entry:
         state_key=spec.state_key or entry.state_key,
         strict=entry.strict if spec.strict is None else spec.strict,
         post_load=spec.post_load or entry.post_load,
+        load_method=spec.load_method or entry.load_method,
         team=spec.team if spec.team is not None else entry.team,
         name=spec.name or entry.name,
     )
@@ -400,9 +460,10 @@ def _choose_class(module: teamfile.TeamModule, spec: TeamSpec, base: Entry, weig
     if len(buildable) == 1:
         return base.replace(name=base.name or buildable[0].__name__, arch=buildable[0]), [
             f"class {buildable[0].__name__} inferred: the only nn.Module of {module.path.name} that builds without arguments"]
-    if weights is None:
+    if weights is None or base.load_method is not None:
+        why = "no weights" if weights is None else f"weights only its {base.load_method}() reads"
         raise KitError(f"{module.path.name} defines {len(buildable)} networks that build without arguments "
-                       f"({', '.join(c.__name__ for c in buildable)}) and no weights to tell them apart: choose with {how}")
+                       f"({', '.join(c.__name__ for c in buildable)}) and {why} to tell them apart: choose with {how}")
     state, _ = select_state_dict(read_checkpoint(weights), base.state_key, source=str(weights))
     fitting = [c for c in buildable if _fits_weights(base.replace(arch=c), state)]
     if len(fitting) == 1:
@@ -439,7 +500,8 @@ def _from_file(spec: TeamSpec, require_data_range: bool) -> Entry:
         args=spec.init_args if spec.init_args is not None else base.args,
         kwargs=spec.init_kwargs if spec.init_kwargs is not None else base.kwargs,
         state_key=spec.state_key or base.state_key, strict=base.strict if spec.strict is None else spec.strict,
-        post_load=spec.post_load or base.post_load, scale=spec.scale or base.scale,
+        post_load=spec.post_load or base.post_load, load_method=spec.load_method or base.load_method,
+        scale=spec.scale or base.scale,
         data_range=spec.data_range if spec.data_range is not None else base.data_range,
         team=team, source=path, weights=weights, model_id=None,
         redirect_cuda=bool(module.cuda_lines),

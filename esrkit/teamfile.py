@@ -83,7 +83,7 @@ def team_from_file_name(path: Path) -> tuple[int, str] | None:
 
 def parse(path: Path) -> ast.Module:
     try:
-        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        return ast.parse(path.read_text(encoding="utf-8-sig"), filename=str(path))  # a BOM: as Python reads it
     except (OSError, UnicodeDecodeError) as exc:
         raise KitError(f"cannot read {path}: {exc}") from None
     except SyntaxError as exc:

@@ -1,11 +1,13 @@
 """Values written as TOML (the spec files the kit writes, and values named in its messages as a spec spells them).
 
-Python's ``tomllib`` reads TOML but writes none; the kit writes only what a spec holds: strings, integers,
-floats, booleans, arrays and inline tables (TOML has no null).
+Python's ``tomllib`` reads TOML but writes none; the kit writes what a spec holds -- strings, integers,
+floats, booleans, arrays and inline tables -- and, for messages about a value a spec refuses, TOML's dates
+and times. TOML has no null: a spec says ``None`` by naming the keyword (``init_none``, :mod:`esrkit.spec`).
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from typing import Any
@@ -32,7 +34,9 @@ def toml_key(key: str) -> str:
 
 
 def toml_value(value: Any) -> str:
-    """A TOML value: string, integer, float, boolean, array or inline table (TOML has no null)."""
+    """A TOML value: string, integer, float, boolean, date/time, array or inline table (TOML has no null)."""
+    if isinstance(value, (datetime.date, datetime.time)):  # a datetime is a date too
+        return value.isoformat()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -175,3 +175,31 @@ def test_batch_hints_name_spec_keys_not_flags(tmp_path: Path, mlrn_state) -> Non
     with named_as("spec"), pytest.raises(KitError) as info:
         select_state_dict(read_checkpoint(path), source=str(path))
     assert 'state_key = "params" (in the spec)' in str(info.value) and "--state_key" not in str(info.value)
+
+
+def test_a_choice_of_state_keys_takes_the_first_the_file_holds_and_says_so(tmp_path: Path, mlrn_state) -> None:
+    """A team's `if 'params_ema' in loadnet: ... else: ...`: the kit reproduces the choice the team's code makes."""
+    ema = {k: v + 1 for k, v in mlrn_state.items()}
+    keys = ("params_ema", "params", "")
+    for content, want, chosen in (({"params": mlrn_state, "params_ema": ema}, ema, "params_ema"),
+                                  ({"params": mlrn_state}, mlrn_state, "params"), (mlrn_state, mlrn_state, None)):
+        torch.save(content, tmp_path / "w.pth")
+        model = _build()
+        report = load_weights(model, tmp_path / "w.pth", state_key=keys)
+        assert report.state_key == chosen and report.chosen_from == keys
+        assert torch.equal(model.state_dict()["conv_1.bias"], want["conv_1.bias"])
+        assert "the first of 'params_ema', 'params', the file itself the file holds" in report.describe()
+    torch.save({"other": mlrn_state}, tmp_path / "w.pth")
+    with pytest.raises(KitError, match=r"holds none of 'params_ema', 'params' \(its keys: other\): fix --state_key"):
+        load_weights(_build(), tmp_path / "w.pth", state_key=("params_ema", "params"))
+    with pytest.raises(KitError, match=r"holds none of 'params_ema', and the file itself \(dict\) is not a state_dict"):
+        load_weights(_build(), tmp_path / "w.pth", state_key=("params_ema", ""))
+
+
+def test_state_key_choices_that_cannot_be_one() -> None:
+    from esrkit.checkpoint import state_key_problem
+
+    assert state_key_problem(("params_ema", "params", "")) is None
+    assert "only be the last" in state_key_problem(("", "params"))
+    assert "named twice" in state_key_problem(("params", "params"))
+    assert "empty part" in state_key_problem(("state_dict..model",))

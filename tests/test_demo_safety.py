@@ -271,3 +271,23 @@ def test_off_a_terminal_every_image_is_a_line_and_the_run_log_keeps_them(tmp_pat
     assert "run: " in log[0] and "10_MLRN-entire on " in log[0] and str(mini.resolve()) in log[0]
     assert any("valid (sequential) 2/2: img_005: " in line for line in log)
     assert "10_MLRN-entire valid: 2 images, PSNR " in log[-2]
+
+
+def test_a_name_never_leads_the_sr_folder_out_of_save_dir(tmp_path, mini) -> None:
+    """``--name "../../../victim"`` made the SR folder ``trav/sr4/07_../../../victim`` = ``trav/victim``, whose
+    ``valid/`` was replaced (its files deleted), exit 0. The name is kept for display; the key spells it safely."""
+    from tests.conftest import toy_team
+
+    team = toy_team(tmp_path, "team07_Toy.py")
+    victim = tmp_path / "trav" / "victim" / "valid" / "important.txt"
+    victim.parent.mkdir(parents=True)
+    victim.write_text("the user's own file")
+    code = test_demo.main(["--model_file", str(team), "--data_range", "1.0", "--name", "../../../victim",
+                           "--data_dir", str(mini), "--save_dir", str(tmp_path / "trav" / "sr4"),
+                           "--results_dir", str(tmp_path / "out"), "--runs", "0", "--quiet"])
+    assert code == 0 and victim.read_text() == "the user's own file"
+    assert sorted(p.name for p in (tmp_path / "trav").iterdir()) == ["sr4", "victim"]
+    assert sorted(p.name for p in (tmp_path / "trav" / "sr4" / "07_victim" / "valid").glob("*.png")) == [
+        "img_002.png", "img_005.png"]
+    record = json.loads((tmp_path / "out" / "results.json").read_text())["07_victim"]
+    assert record["display_name"] == "../../../victim"

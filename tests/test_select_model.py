@@ -3,11 +3,12 @@
 The kit files here are fixtures written for these tests in the style of the official 2022, 2024 and 2025
 ``test_demo.py`` (the idioms, not their code): ``name, data_range = f"{model_id:02}_X", 1.0``, weights through
 ``os.path.join``, state dicts under a key directly or through a variable, ``strict=False``, the each-module
-``switch_deploy`` loop, ``model.repa()``, ``importlib`` + ``getattr``, model id 361, and branches that cannot be
-read (a helper builds the model, a method loads the weights its own way, an ``if`` picks the key, ``pass``, a
-negative id, several models, a loop). Every table is checked key by key against values written here by hand,
-after parsing the written TOML with ``tomllib`` (the reference parser), and the specs are loaded with
-``esrkit.spec.load_spec_file``.
+``switch_deploy`` loop, ``model.repa()``, ``importlib`` + ``getattr``, model id 361, ``None`` among the arguments,
+an ``if`` that picks the state key, the team's own ``load_weights``, a name with brackets, and branches that cannot
+be read (a helper builds the model, ``pass``, a negative id, several models, a loop). Every table is checked key by
+key against values written here by hand, after parsing the written TOML with ``tomllib`` (the reference parser),
+and the specs are loaded with ``esrkit.spec.load_spec_file``. ``KIT_CONSTRUCTIONS`` has one branch per
+construction, with toy team files and weights the test writes: its spec must build and load as each branch would.
 
 The acceptance test writes a ``test_demo.py`` in the official style for the five NTIRE 2025 teams of
 ``../shared/submissions`` (facts from its README), with ``models/`` and ``model_zoo/`` linked beside it,
@@ -32,7 +33,7 @@ from esrkit.measure.complexity import count
 from esrkit.spec import load_spec_file, resolve
 from esrkit.submission.select_model import (add_spec_command, read_select_model, render_spec, run_spec_command,
                                             toml_value)
-from tests.conftest import SHARED, require, torch_threads
+from tests.conftest import SHARED, TOY_NET, require, toy_team, torch_threads
 from tests.test_intake import TEAM10_OFFICIAL_ACTS, TEAMS, organisers_table
 
 if sys.version_info >= (3, 11):
@@ -408,8 +409,12 @@ def test_2025_tables_read_completely(kit2025: Path) -> None:
     spec_dir = kit2025.parent
     data, teams = tables(render_spec(read_select_model(kit2025), base=spec_dir))
     assert data["year"] == 2025
-    assert sorted(teams) == [0, 16, 17, 23, 24, 28, 42, 44, 50, 51, 361]
+    assert sorted(teams) == [0, 16, 17, 23, 24, 28, 40, 42, 44, 50, 51, 361]
     assert teams[42]["name"] == "[FEAN]" and teams[42]["strict"] is False  # the kit's name, kept exactly
+    # the team's own loading method: the kit calls it with the weights path
+    assert teams[40] == {"team": 40, "name": "MambaIRv2LightModel", "model_file": "models/team40_mambairv2light.py",
+                         "class_name": "MambaIRv2LightModel", "weights": "model_zoo/team40_mambairv2light.pth",
+                         "data_range": 1.0, "load_method": "load_weights"}
     assert teams[0] == {"team": 0, "name": "EFDN_baseline", "model_file": "models/team00_EFDN.py", "class_name": "EFDN",
                         "weights": "model_zoo/team00_EFDN.pth", "data_range": 1.0}
     assert teams[16] == {"team": 16, "name": "SCMSR", "model_file": "models/team16_SCMSR.py", "class_name": "SCMSR",
@@ -446,23 +451,20 @@ def test_2025_tables_read_completely(kit2025: Path) -> None:
 def test_2025_unreadable_branches_are_listed_with_what_to_fill_in(kit2025: Path) -> None:
     reading = read_select_model(kit2025)
     by_id = {b.model_id: b for b in reading.branches}
-    assert [b.model_id for b in reading.branches if not b.complete] == [1, 30, 40, 52, 53]
+    assert [b.model_id for b in reading.branches if not b.complete] == [1, 30, 52, 53]
     assert "empty (`pass`)" in by_id[1].missing[0].reason
     assert "calls build_team30, defined in the kit file" in by_id[30].missing[0].reason
     assert by_id[30].open_keys() == ["model_file", "class_name", "weights"]
-    assert "model.load_weights(model_path)" in by_id[40].missing[0].reason
-    assert by_id[40].open_keys() == ["weights"]
     assert "2 networks are built" in by_id[52].missing[0].reason
     assert "the `for` statement" in by_id[53].missing[0].reason and by_id[53].open_keys() == ["weights"]
     # the second `elif model_id == 17` is never reached: a note on the first, not a second table
     assert any("never reached" in n for n in by_id[17].notes) and [b.model_id for b in reading.branches].count(17) == 1
 
     text = render_spec(reading, base=kit2025.parent)
-    block = commented(text, 40)
+    block = commented(text, 53)
     assert "# weights =   # FILL IN" in block
-    assert uncommented_table(block) == {"team": 40, "name": "MambaIRv2LightModel",
-                                        "model_file": "models/team40_mambairv2light.py",
-                                        "class_name": "MambaIRv2LightModel", "data_range": 1.0}
+    assert uncommented_table(block) == {"team": 53, "name": "LoopNet", "model_file": "models/team53_Loop.py",
+                                        "class_name": "LoopNet", "data_range": 1.0}
     assert uncommented_table(commented(text, 30)) == {"team": 30, "name": "Helper", "data_range": 1.0}
     assert "FILL IN" not in "".join(line for line in text.splitlines() if not line.startswith("#"))
 
@@ -471,15 +473,15 @@ def test_2025_command_writes_a_spec_that_loads(kit2025: Path) -> None:
     out = kit2025.parent / "teams.toml"
     rc, stdout, _ = spec_cli("--from_select_model", str(kit2025), "--out", str(out))
     assert rc == 1  # some branches are left to complete by hand
-    for model_id in (1, 30, 40, 52, 53):
+    for model_id in (1, 30, 52, 53):
         assert f"model_id {model_id} (line" in stdout
     assert f"wrote {out}" in stdout
     spec = load_spec_file(out)
-    assert spec.year == 2025
-    assert [t.team for t in spec.teams] == [0, 16, 17, 23, 24, 28, 44, 361, 50, 51]
-    # the spec's schema refuses the kit's name "[FEAN]": that table is left to complete, the rest loads
-    assert "model_id 42 (line" in stdout and 'the spec refuses it' in stdout and not spec.invalid
-    assert '# name =   # FILL IN' in commented(out.read_text(), 42)
+    assert spec.year == 2025 and not spec.invalid
+    assert [t.team for t in spec.teams] == [0, 16, 17, 23, 24, 28, 40, 44, 361, 50, 51, 42]
+    # the kit's name "[FEAN]" is kept as given; the results key spells it safely, and the command says so
+    fean = spec.teams[-1]
+    assert fean.name == "[FEAN]" and "the results key will be 42_FEAN" in stdout
     fsanet = spec.teams[2]
     assert fsanet.model_file == kit2025.parent / "models" / "team17_FSANet_arch.py"
     assert fsanet.weights == kit2025.parent / "model_zoo" / "team17_FSANet.pth"
@@ -506,12 +508,13 @@ def test_2024_style(tmp_path: Path) -> None:
                          "weights": "model_zoo/team38_span_ch28_slim.pth", "strict": False, "data_range": 1.0}
     assert teams[41]["name"] == "HARN"  # f"{41:01}" is "41": the results key is 41_HARN as a spec writes it
     by_id = {b.model_id: b for b in reading.branches}
-    assert [b.model_id for b in reading.branches if not b.complete] == [18, 34, 5]
-    assert by_id[18].open_keys() == ["init_kwargs"] and "head_dim = None has no TOML form" in by_id[18].missing[0].reason
-    # the `if 'params_ema' in loadnet` picks the key: the file is known, the key is not
-    assert by_id[34].keys["weights"] == kit.parent / "model_zoo" / "team34_craft.pth"
-    assert by_id[34].open_keys() == ["state_key"]
-    assert "the `if` statement at line" in by_id[34].missing[0].reason
+    assert [b.model_id for b in reading.branches if not b.complete] == [5]
+    # `head_dim= None`: TOML has no null, the spec names the keyword in init_none
+    assert teams[18]["init_kwargs"] == {"ngrams": [2, 2, 2, 2], "embed_dim": 64, "mlp_ratio": 2.0}
+    assert teams[18]["init_none"] == ["head_dim"]
+    # `if 'params_ema' in loadnet: keyname = 'params_ema' else: keyname = 'params'`: both keys, in that order
+    assert teams[34]["weights"] == "model_zoo/team34_craft.pth"
+    assert teams[34]["state_key"] == ["params_ema", "params"]
     assert "'5_Short' is not NN_Name" in by_id[5].missing[0].reason  # f"{5:01}": a key no spec can write
 
 
@@ -561,6 +564,239 @@ def test_year_flag_overrides_and_says_so(tmp_path: Path) -> None:
     kit = write_kit(tmp_path / "kit", KIT_2024)
     assert read_select_model(kit, year=2025).year_reason == "from --year; the file itself suggests 2024"
     assert read_select_model(write_kit(tmp_path / "k22", KIT_2022), year=2022).year == 2022
+
+
+# --- the constructions every official select_model uses, read and loaded -----------------------------
+
+# Team files for these tests: a network whose layers depend on a `head_dim` that may be None, and one that loads
+# its own weights file (its checkpoint format is not one the kit's loader knows).
+HEADED_NET = '''import torch
+from torch import nn
+
+
+class Headed(nn.Module):
+    def __init__(self, in_ch=3, head_dim=12, scale=4):
+        super().__init__()
+        width = 3 * scale * scale if head_dim is None else head_dim
+        self.conv = nn.Conv2d(in_ch, width, 3, padding=1)
+        self.tail = nn.Identity() if head_dim is None else nn.Conv2d(width, 3 * scale * scale, 1)
+        self.up = nn.PixelShuffle(scale)
+
+    def forward(self, x):
+        return self.up(self.tail(self.conv(x)))
+'''
+SELF_LOADING_NET = TOY_NET + '''
+
+    def load_weights(self, path):
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["net"], strict=True)
+'''
+
+# A select_model written for these tests in the official style, one branch per construction.
+KIT_CONSTRUCTIONS = '''import os.path
+import torch
+
+
+def select_model(args, device):
+    model_id = args.model_id
+    if model_id == 1:
+        from models.team01_Headed import Headed
+        name, data_range = f"{model_id:02}_Headed", 1.0
+        model_path = os.path.join('model_zoo', 'team01_Headed.pth')
+        model = Headed(in_ch=3, head_dim=None)
+        model.load_state_dict(torch.load(model_path), strict=True)
+    elif model_id == 2:
+        from models.team02_Headed import Headed
+        name, data_range = f"{model_id:02}_Headed", 1.0
+        model = Headed(3, None, 4)
+        model.load_state_dict(torch.load(os.path.join('model_zoo', 'team02_Headed.pth')), strict=True)
+    elif model_id == 3:
+        from models.team03_Toy import Toy
+        name, data_range = f"{model_id:02}_Toy", 1.0
+        model = Toy()
+        loadnet = torch.load(os.path.join('model_zoo', 'team03_Toy.pth'))
+        if 'params_ema' in loadnet:
+            keyname = 'params_ema'
+        else:
+            keyname = 'params'
+        model.load_state_dict(loadnet[keyname], strict=True)
+    elif model_id == 4:
+        from models.team04_Toy import Toy
+        name, data_range = f"{model_id:02}_Toy", 1.0
+        model = Toy()
+        loadnet = torch.load(os.path.join('model_zoo', 'team04_Toy.pth'))
+        keyname = 'params_ema' if 'params_ema' in loadnet.keys() else 'params'
+        model.load_state_dict(loadnet[keyname], strict=True)
+    elif model_id == 5:
+        from models.team05_Toy import Toy
+        name, data_range = f"{model_id:02}_Toy", 1.0
+        model = Toy()
+        loadnet = torch.load(os.path.join('model_zoo', 'team05_Toy.pth'))
+        model.load_state_dict(loadnet.get('params_ema', loadnet['params']), strict=True)
+    elif model_id == 6:
+        from models.team06_Toy import Toy
+        name, data_range = f"{model_id:02}_Toy", 1.0
+        model = Toy()
+        ckpt = torch.load(os.path.join('model_zoo', 'team06_Toy.pth'))
+        if 'params_ema' in ckpt:
+            ckpt = ckpt['params_ema']
+        elif 'params' in ckpt:
+            ckpt = ckpt['params']
+        model.load_state_dict(ckpt, strict=True)
+    elif model_id == 7:
+        from models.team07_Toy import Toy
+        name, data_range = f"{model_id:02}_Toy", 1.0
+        model = Toy()
+        loadnet = torch.load(os.path.join('model_zoo', 'team07_Toy.pth'))
+        if 'params_ema' not in loadnet:
+            print('no EMA weights')
+            model.load_state_dict(loadnet['params'], strict=True)
+        else:
+            model.load_state_dict(loadnet['params_ema'], strict=True)
+    elif model_id == 8:
+        from models.team08_Toy import Toy
+        name, data_range = f"{model_id:02}_Toy", 1.0
+        model = Toy()
+        loadnet = torch.load(os.path.join('model_zoo', 'team08_Toy.pth'))
+        if 'params' in loadnet:
+            state = loadnet['params']
+        else:
+            raise KeyError('params')
+        model.load_state_dict(state, strict=True)
+    elif model_id == 9:
+        from models.team09_SelfLoading import Toy
+        name, data_range = f"{model_id:02}_SelfLoading", 1.0
+        model = Toy()
+        model.load_weights(os.path.join('model_zoo', 'team09_SelfLoading.pth'))
+    elif model_id in (10, 11):
+        from models.team10_Toy import Toy
+        name, data_range = f"{model_id:02}_[Toy]", 1.0
+        if model_id == 10:
+            model_path = os.path.join('model_zoo', 'team10_Toy.pth')
+        else:
+            model_path = os.path.join('model_zoo', 'team11_Toy.pth')
+        model = Toy()
+        model.load_state_dict(torch.load(model_path), strict=True)
+    elif model_id == 12:
+        from models.team12_Toy import Toy
+        name, data_range = f"{model_id:02}_Toy", 1.0
+        model = Toy()
+        loadnet = torch.load(os.path.join('model_zoo', 'team12_Toy.pth'))
+        if 'params_ema' in loadnet:
+            keyname = 'params'
+        else:
+            keyname = 'params_ema'
+        model.load_state_dict(loadnet[keyname], strict=True)
+    elif model_id == 13:
+        from models.team13_Toy import Toy
+        name, data_range = f"{model_id:02}_Toy", 1.0
+        model = Toy()
+        model.set_mode('fast')
+        model.load_state_dict(torch.load(os.path.join('model_zoo', 'team13_Toy.pth')), strict=True)
+    elif model_id == 14:
+        pass
+''' + chain_end()
+
+CHOSEN_KEYS = {3: ["params_ema", "params"], 4: ["params_ema", "params"], 5: ["params_ema", "params"],
+               6: ["params_ema", "params", ""], 7: ["params_ema", "params"], 8: "params"}
+
+
+def _toy_state(seed: int) -> dict[str, Any]:
+    import torch
+
+    namespace: dict[str, Any] = {}
+    exec(TOY_NET, namespace)
+    torch.manual_seed(seed)
+    return namespace["Toy"]().state_dict()
+
+
+@pytest.fixture()
+def constructions(tmp_path: Path) -> Path:
+    """The kit of :data:`KIT_CONSTRUCTIONS` with its team files (those with a toy network) beside it."""
+    import torch
+
+    kit = write_kit(tmp_path / "kit", KIT_CONSTRUCTIONS)
+    for number in (3, 4, 5, 6, 7, 8, 10, 12, 13):
+        toy_team(kit.parent, f"team{number:02}_Toy.py")
+    toy_team(kit.parent, "team09_SelfLoading.py", SELF_LOADING_NET)
+    torch.save({"net": _toy_state(9)}, kit.parent / "model_zoo" / "team09_SelfLoading.pth")
+    torch.save(_toy_state(11), kit.parent / "model_zoo" / "team11_Toy.pth")
+    namespace: dict[str, Any] = {}
+    exec(HEADED_NET, namespace)
+    for number in (1, 2):  # the weights of Headed(head_dim=None): it has no `tail` conv
+        (kit.parent / "models" / f"team{number:02}_Headed.py").write_text(HEADED_NET)
+        torch.manual_seed(number)
+        state = namespace["Headed"](head_dim=None).state_dict()
+        torch.save(state, kit.parent / "model_zoo" / f"team{number:02}_Headed.pth")
+    return kit
+
+
+def test_every_construction_is_read_and_what_is_not_is_one_line_per_model_id(constructions: Path) -> None:
+    out = constructions.parent / "teams.toml"
+    rc, stdout, _ = spec_cli("--from_select_model", str(constructions), "--out", str(out), "--year", "2025")
+    assert rc == 1  # 12 and 13 are left to complete, 14 is empty
+    _, teams = tables(out.read_text())
+    assert sorted(teams) == list(range(1, 12))
+    assert teams[1]["init_kwargs"] == {"in_ch": 3} and teams[1]["init_none"] == ["head_dim"]
+    # a positional None: it and the arguments after it by keyword, as Headed's signature names them
+    assert (teams[2]["init_args"], teams[2]["init_kwargs"], teams[2]["init_none"]) == ([3], {"scale": 4}, ["head_dim"])
+    for team, keys in CHOSEN_KEYS.items():
+        assert teams[team]["state_key"] == keys, team
+    assert teams[9]["load_method"] == "load_weights" and teams[9]["weights"] == "model_zoo/team09_SelfLoading.pth"
+    assert "state_key" not in teams[9] and "strict" not in teams[9]
+    assert teams[10]["name"] == teams[11]["name"] == "[Toy]"  # kept as given; the key spells it safely
+    assert (teams[10]["weights"], teams[11]["weights"]) == ("model_zoo/team10_Toy.pth", "model_zoo/team11_Toy.pth")
+    unread = [line for line in stdout.splitlines() if "fill in" in line]
+    assert [line.split(" (line")[0].strip() for line in unread] == ["model_id 12", "model_id 13", "model_id 14"]
+    assert "takes something else than that key" in unread[0] and "model.set_mode('fast')" in unread[1]
+    assert "empty (`pass`)" in unread[2]
+
+
+def test_the_generated_spec_builds_and_loads_as_the_kit_file_would(constructions: Path) -> None:
+    import torch
+
+    out = constructions.parent / "teams.toml"
+    spec_cli("--from_select_model", str(constructions), "--out", str(out), "--year", "2025")
+    specs = {t.team: t for t in load_spec_file(out).teams}
+    zoo = constructions.parent / "model_zoo"
+    # None reaches the constructor: Headed(head_dim=None) has no `tail` conv, and its weights load strictly
+    for team in (1, 2):
+        entry = resolve(specs[team])
+        assert entry.bound_arguments() == {"in_ch": 3, "head_dim": None} | ({"scale": 4} if team == 2 else {})
+        loaded = entry.load()
+        assert isinstance(loaded.model.tail, torch.nn.Identity) and loaded.report.strict
+    # the state key the team's code would take: the first the checkpoint holds, said in the load report
+    plain, ema = _toy_state(1), _toy_state(2)
+    for team, keys in CHOSEN_KEYS.items():
+        entry = resolve(specs[team])
+        files = [({"params": plain}, plain, "params"), ({"params": plain, "params_ema": ema}, ema, "params_ema")]
+        if team == 6:
+            files.append((plain, plain, None))  # a bare state_dict: the file itself
+        for content, expected, chosen in files:
+            if team == 8 and chosen == "params_ema":
+                expected, chosen = plain, "params"  # team 8 takes 'params' whatever else the file holds
+            torch.save(content, zoo / f"team{team:02}_Toy.pth")
+            loaded = entry.load()
+            assert all(torch.equal(v, expected[k]) for k, v in loaded.model.state_dict().items()), (team, chosen)
+            assert loaded.report.state_key == chosen, team
+            if isinstance(keys, list):
+                assert "as the team's code chooses" in loaded.report.describe()
+        torch.save({"weights": plain}, zoo / f"team{team:02}_Toy.pth")  # none of the keys: as the kit file, an error
+        with pytest.raises(KitError, match="holds none of 'params_ema', 'params'" if team != 8 else "has no 'params'"):
+            entry.load()
+    # the team's own method loads its own format (the kit's loader does not know the "net" wrapper)
+    loaded = resolve(specs[9]).load()
+    assert all(torch.equal(v, _toy_state(9)[k]) for k, v in loaded.model.state_dict().items())
+    assert loaded.report.method == "load_weights" and "team's own model.load_weights(path)" in loaded.report.describe()
+    # a name with brackets: the results key spells it safely, the name is kept for display
+    entry = resolve(specs[10])
+    assert (entry.key, entry.display_name, entry.name) == ("10_Toy", "10_[Toy]", "[Toy]")
+
+
+def test_a_kit_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    kit = tmp_path / "kit" / "test_demo.py"
+    kit.parent.mkdir()
+    kit.write_bytes(b"\xef\xbb\xbf" + KIT_2024.encode())
+    assert [b.model_id for b in read_select_model(kit).branches if b.complete] == [0, 18, 23, 29, 34, 38, 41]
 
 
 # --- the command ----------------------------------------------------------------------------------

@@ -305,7 +305,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     if shard is not None:
         mine = shard.select(specs)
         progress.write(f"shard {shard} ({shard.source}): {len(mine)} of the batch's {len(specs)} teams")
-        if not mine:
+        if not mine and not shard.select_invalid(invalid):
             print(f"shard {shard}: no team of this batch falls in it ({len(specs)} teams over {shard.count} shards); "
                   f"nothing to do")
             return EXIT_OK

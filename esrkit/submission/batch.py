@@ -56,6 +56,7 @@ from esrkit.environment import label as environment_label
 from esrkit.errors import KitError
 from esrkit.fingerprint import split_fingerprint
 from esrkit.imageio import read_header
+from esrkit.names import child_folder
 from esrkit.outputs import DataIdentity, carried_files, write_marker
 from esrkit.progress import QUIET, Progress
 from esrkit.results import ResultsFiles, entry_digest
@@ -431,7 +432,7 @@ class Round:
                 self.known[outcome.key] = outcome.record
                 self.claims[outcome.key] = job.spec.label
             if sr_dir is not None:
-                final = Path(self.settings.save_dir) / outcome.key  # type: ignore[arg-type]
+                final = child_folder(Path(self.settings.save_dir), outcome.key, "--save_dir")  # type: ignore[arg-type]
                 write_marker(sr_dir, DataIdentity.of([self.split], self.data_digest), [self.split])
                 try:
                     StagedFolder.adopt(final, sr_dir, carried_files(final)).commit()
@@ -528,7 +529,7 @@ def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: Resul
     if settings.save_dir is not None:
         check_writable_folder(settings.save_dir, "--save_dir")
     teams = list(specs) if shard is None else shard.select(specs)
-    rejected = [t for t in invalid if shard is None or shard.holds(TeamSpec(team=t.team))]
+    rejected = list(invalid) if shard is None else shard.select_invalid(invalid)
     if not teams and not rejected:
         return []
     say = _Lines(progress)

@@ -12,14 +12,31 @@ submission spec (:mod:`esrkit.spec`), one ``[[team]]`` table per model id::
 
 Per branch it follows simple assignments (also module-level constants and those set before the
 chain), ``os.path.join`` and f-strings of constants, ``importlib.import_module`` + ``getattr``,
-subscripts and ``.get(KEY)`` on ``torch.load(...)``, and ignores what cannot change the figures
-(``.eval()``, ``.to(device)``, ``.cuda()``, ``print``). The results key is kept exactly: ``17_FSANet``
-becomes ``team = 17``, ``name = "FSANet"`` (the kit's key is ``f"{team:02}_{name}"``); a key of another
-form is left to fill in. Anything else -- a model built by a helper, a dynamic path, a loop or an
-``if`` inside the branch, a method called before the weights are loaded or with arguments, several
-models, a value TOML cannot hold (``None``), a tile, a negative model id, a value the spec's schema
-refuses -- is listed per model id with the reason: in the command's output, and in the spec as a
-commented-out table holding what could be read plus a ``FILL IN`` line per missing key.
+subscripts and ``.get(KEY)`` on ``torch.load(...)``, an ``if`` on a constant (``if model_id == 50:``
+inside a shared branch: the branch taken), and ignores what cannot change the figures (``.eval()``,
+``.to(device)``, ``.cuda()``, ``print``). It also reads what TOML or a plain key cannot say directly:
+
+- ``None`` among the constructor's keyword arguments -> ``init_none = ["head_dim"]``; a positional
+  ``None`` is given by keyword, with the arguments after it, as the class's signature in the team's
+  file names them;
+- a state key the checkpoint's contents choose -- ``if 'params_ema' in loadnet: keyname = 'params_ema'
+  else: keyname = 'params'``, the same as a conditional expression, ``loadnet.get('params_ema',
+  loadnet['params'])``, an ``if``/``elif`` on the state dict itself (the file itself last), a load in
+  each branch, a branch that only raises -- is read on both branches (:class:`Conditional`) and written
+  as the keys in the order the code tries them, ``state_key = ["params_ema", "params"]``: the kit takes
+  the first the file holds when it opens it, and says which (:mod:`esrkit.checkpoint`);
+- the team's own loading method called with the weights path (``model.load_weights(model_path)``) ->
+  ``load_method = "load_weights"``: the kit calls it instead of ``load_state_dict``;
+- any results-key name (``42_[FEAN]`` -> ``name = "[FEAN]"``; the kit's key spells it safely, ``42_FEAN``).
+
+The results key is kept exactly: ``17_FSANet`` becomes ``team = 17``, ``name = "FSANet"`` (the kit's key
+is ``f"{team:02}_{name}"``); a key of another form is left to fill in. Anything else -- a model built by a
+helper, a dynamic path, a loop, an ``if`` on anything but a constant or a key of the checkpoint, a branch
+of such an ``if`` that takes another key than it tests, a method called before the weights are loaded or
+with arguments other than the weights path, several models, a ``None`` inside a list or with no readable
+signature, a tile, a negative model id, an empty branch -- is listed per model id with the reason: in the
+command's output, and in the spec as a commented-out table holding what could be read plus a ``FILL IN``
+line per missing key.
 
 The spec is loaded back with :func:`esrkit.spec.load_spec_file` before it replaces anything, written
 atomically, and an existing file is replaced only with ``--force``. Exit code 0 when every branch was
@@ -44,6 +61,7 @@ from esrkit.atomic import atomic_path, check_writable_file
 from esrkit.challenge import YEARS
 from esrkit.cli import EXIT_FAILED, EXIT_OK
 from esrkit.errors import KitError
+from esrkit.names import safe_name
 from esrkit.spec import SPEC_KEYS, load_spec_file
 from esrkit.teamfile import parse
 from esrkit.tomltext import toml_value
@@ -163,6 +181,32 @@ class Marker:
     what: str
 
 
+@dataclass(frozen=True)
+class KeyTest:
+    """``KEY in ckpt``: whether the checkpoint (or the part of it) ``checkpoint`` holds ``key``."""
+
+    checkpoint: Checkpoint
+    key: Any
+
+
+@dataclass(frozen=True)
+class Conditional:
+    """A value the checkpoint's contents choose: ``then`` where ``test`` holds, else ``orelse`` (:data:`RAISES`:
+    that way the kit's code raises an error)."""
+
+    test: KeyTest
+    then: Any
+    orelse: Any
+
+    def map(self, fn: Callable[[Any], Any]) -> "Conditional":
+        """``fn`` applied to every outcome (an outcome that raises stays one)."""
+        return Conditional(self.test, _map_outcome(self.then, fn), _map_outcome(self.orelse, fn))
+
+
+def _map_outcome(value: Any, fn: Callable[[Any], Any]) -> Any:
+    return value.map(fn) if isinstance(value, Conditional) else value if value is RAISES else fn(value)
+
+
 @dataclass(eq=False)
 class Model:
     """The network a branch builds, and what happens to it before ``select_model`` returns it."""
@@ -172,13 +216,24 @@ class Model:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     line: int
-    checkpoint: Checkpoint | None = None
+    checkpoint: Checkpoint | Conditional | None = None  # a Conditional: the team's code chooses the state key
     strict: bool | None = True
     load_lines: list[int] = field(default_factory=list)
     post_load: list[tuple[str, int]] = field(default_factory=list)
+    load_method: str | None = None  # the team's own method loads the weights file (checkpoint: its path)
+
+    def load_state(self) -> tuple[Any, ...]:
+        """What loading has done to the network so far (to compare and restore across the branches of an ``if``)."""
+        return self.checkpoint, tuple(self.load_lines), self.strict, tuple(self.post_load), self.load_method
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        self.checkpoint, lines, self.strict, post, self.load_method = state
+        self.load_lines, self.post_load = list(lines), list(post)
 
 
 ARGS, DEVICE = Marker("args"), Marker("device")
+RAISES = Marker("an error raised by the kit's code")
+WEIGHTS_SUFFIXES = frozenset({".pth", ".pt", ".pkl", ".ckpt", ".tar", ".bin", ".safetensors", ".npz", ".h5"})
 
 
 def _line(node: ast.AST) -> int:
@@ -490,7 +545,28 @@ class _Reader:
             raise Unreadable(f"`{_src(node)}` (line {node.lineno}) does not evaluate ({exc})") from None
 
     def _v_IfExp(self, node: ast.IfExp) -> Any:
+        test = self._key_test(node.test)
+        if test is not None:  # `'params_ema' if 'params_ema' in loadnet else 'params'`: decided when it is opened
+            key_test, negated = test
+            held, absent = (node.orelse, node.body) if negated else (node.body, node.orelse)
+            return Conditional(key_test, self.value(held), self.value(absent))
         return self.value(node.body) if self.value(node.test) else self.value(node.orelse)
+
+    def _key_test(self, test: ast.expr) -> tuple[KeyTest, bool] | None:
+        """``KEY in ckpt`` (``ckpt.keys()`` too, ``not in``, ``not``) on a checkpoint: the test, and whether negated."""
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            inner = self._key_test(test.operand)
+            return None if inner is None else (inner[0], not inner[1])
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], (ast.In, ast.NotIn))):
+            return None
+        owner_node = test.comparators[0]
+        if (isinstance(owner_node, ast.Call) and isinstance(owner_node.func, ast.Attribute)
+                and owner_node.func.attr == "keys" and not owner_node.args and not owner_node.keywords):
+            owner_node = owner_node.func.value
+        key, owner = self._try(test.left), self._try(owner_node)
+        if not isinstance(key, str) or not isinstance(owner, Checkpoint):
+            return None
+        return KeyTest(owner, key), isinstance(test.ops[0], ast.NotIn)
 
     def _v_Compare(self, node: ast.Compare) -> bool:
         operators: dict[type, Callable[[Any, Any], bool]] = {
@@ -522,6 +598,8 @@ class _Reader:
 
     def _v_Subscript(self, node: ast.Subscript) -> Any:
         owner, key = self.value(node.value), self.value(node.slice)
+        if isinstance(owner, Conditional) or (isinstance(key, Conditional) and isinstance(owner, Checkpoint)):
+            return self._choose_keys(owner, key, node)
         if isinstance(owner, Checkpoint):
             return Checkpoint(owner.path, owner.keys + (key,))
         if isinstance(owner, (list, tuple, dict, str)):
@@ -530,6 +608,22 @@ class _Reader:
             except (KeyError, IndexError, TypeError) as exc:
                 raise Unreadable(f"`{_src(node)}` (line {node.lineno}) does not evaluate ({exc!r})") from None
         raise Unreadable(f"`{_src(node)}` (line {node.lineno}) subscripts something the reader cannot follow")
+
+    def _choose_keys(self, owner: Any, key: Any, node: ast.AST) -> Conditional:
+        """``ckpt[keyname]`` where the checkpoint's contents chose ``keyname`` (or ``ckpt``): one checkpoint key
+        per outcome."""
+
+        def take(part: Any) -> Any:
+            if isinstance(key, Conditional):
+                if not isinstance(part, Checkpoint):
+                    raise Unreadable(f"`{_src(node)}` (line {_line(node)}) subscripts something the reader cannot "
+                                     f"follow")
+                return key.map(lambda k: Checkpoint(part.path, part.keys + (k,)))
+            if not isinstance(part, Checkpoint):
+                raise Unreadable(f"`{_src(node)}` (line {_line(node)}) subscripts something the reader cannot follow")
+            return Checkpoint(part.path, part.keys + (key,))
+
+        return owner.map(take) if isinstance(owner, Conditional) else take(owner)
 
     def _v_Call(self, node: ast.Call) -> Any:
         return self.call(node, statement=False)
@@ -546,6 +640,10 @@ class _Reader:
                 return self._model_method(owner, func.attr, node, statement)
             if isinstance(owner, Checkpoint) and func.attr == "get" and len(node.args) == 1 and not node.keywords:
                 return Checkpoint(owner.path, owner.keys + (self.value(node.args[0]),))
+            if isinstance(owner, Checkpoint) and func.attr == "get" and len(node.args) == 2 and not node.keywords:
+                key = self.value(node.args[0])  # ckpt.get('params_ema', ckpt['params']): the first it holds
+                return Conditional(KeyTest(owner, key), Checkpoint(owner.path, owner.keys + (key,)),
+                                   self.value(node.args[1]))
             target = owner.child(func.attr) if isinstance(owner, Imported) else None
         elif isinstance(func, ast.Name) and func.id not in self.env:
             return self._builtin(func.id, node)
@@ -624,6 +722,11 @@ class _Reader:
         if name == "load_state_dict":
             self._load(model, node)
             return Marker("load_state_dict's report")
+        path = self._try(node.args[0]) if len(node.args) == 1 and not node.keywords else None
+        if statement and isinstance(path, str) and ("load" in name.lower() or _weights_suffix(path)):
+            model.load_lines.append(node.lineno)  # `model.load_weights(model_path)`: the team's own loading
+            model.load_method, model.checkpoint, model.strict = name, Checkpoint(path), None
+            return Marker("nothing")
         if node.args or node.keywords:
             raise Unreadable(f"`{_src(node)}` (line {node.lineno}): a method called with arguments, which a spec "
                              f"cannot say (its post_load calls a method without any)")
@@ -661,7 +764,13 @@ class _Reader:
             else:
                 self.load_unknown = str(exc)
             return
-        if not isinstance(state, Checkpoint):
+        if isinstance(state, Conditional):
+            try:
+                _choice(state)
+            except Unreadable as exc:
+                self.load_unknown = f"the state_dict given at line {node.lineno}: {exc}"
+                return
+        elif not isinstance(state, Checkpoint):
             self.load_unknown = (f"the state_dict given at line {node.lineno} (`{_src(given['state_dict'])}`) is not "
                                  f"torch.load(...) or a key of it")
             return
@@ -693,6 +802,8 @@ class _Reader:
             elif not isinstance(node.value, ast.Constant):
                 raise Unreadable(f"`{_src(node)}` (line {node.lineno}) is a statement the reader does not follow")
         elif isinstance(node, ast.For) and self._each_module_call(node):
+            pass
+        elif isinstance(node, ast.If) and self._if(node):
             pass
         elif not isinstance(node, (ast.Pass, ast.Assert, ast.Delete)):
             self._opaque_block(node)
@@ -730,6 +841,78 @@ class _Reader:
             raise Unreadable(f"`{_src(node)}` (line {node.lineno}) changes the network by hand")
         elif isinstance(value, Unknown):
             raise Unreadable(value.reason)
+
+    def _if(self, node: ast.If) -> bool:
+        """An ``if`` the reader follows: on what the checkpoint holds (both branches, the choice made when it is
+        opened), or on a constant (the branch taken). False: not one of those."""
+        test = self._key_test(node.test)
+        if test is not None:
+            key_test, negated = test
+            held, absent = (node.orelse, node.body) if negated else (node.body, node.orelse)
+            return self._key_branches(node, key_test, held, absent)
+        try:
+            taken = self.value(node.test)
+        except Unreadable:
+            return False
+        if not _is_plain(taken) or isinstance(taken, Imported):
+            return False
+        self.run(node.body if taken else node.orelse)
+        return True
+
+    def _key_branches(self, node: ast.If, test: KeyTest, held: Sequence[ast.stmt], absent: Sequence[ast.stmt]) -> bool:
+        """Both branches of ``if KEY in ckpt``, each from the same state; what they set differently becomes a
+        :class:`Conditional` (a branch that only raises: :data:`RAISES`). A branch that does more than set names and
+        load the weights (or that the reader cannot follow) leaves the statement unread."""
+        before = {id(m): m.load_state() for m in self.models}
+        outcomes: list[tuple[dict[str, Any], dict[int, tuple[Any, ...]]] | None] = []
+        for body in (held, absent):
+            for m in self.models:
+                m.restore(before[id(m)])
+            if body and all(isinstance(s, ast.Raise) for s in body):
+                outcomes.append(None)
+                continue
+            sub = _Reader(self.kit, dict(self.env))
+            sub.models, sub.load_unknown = list(self.models), self.load_unknown
+            sub.run(body)
+            if sub.missing or sub.notes or sub.models != self.models or sub.load_unknown != self.load_unknown:
+                for m in self.models:
+                    m.restore(before[id(m)])
+                return False
+            outcomes.append((sub.env, {id(m): m.load_state() for m in self.models}))
+        for m in self.models:
+            m.restore(before[id(m)])
+        if outcomes[0] is None and outcomes[1] is None:
+            return False
+        merged = self._merged_models(test, before, outcomes[0], outcomes[1])
+        if merged is None:
+            return False
+        for m in self.models:
+            m.restore(merged[id(m)])
+        self.env.update(_merged_names(test, node, self.env, outcomes[0], outcomes[1]))
+        return True
+
+    def _merged_models(self, test: KeyTest, before: dict[int, tuple[Any, ...]], held: Any,
+                       absent: Any) -> dict[int, tuple[Any, ...]] | None:
+        """Each network's loading after the ``if``: the same in both branches, or one load per branch whose state
+        dicts differ (a :class:`Conditional`); None: anything else."""
+        merged = {}
+        for m in self.models:
+            states = [None if o is None else o[1][id(m)] for o in (held, absent)]
+            known = [s for s in states if s is not None]
+            if all(s == known[0] for s in known) and (len(known) == 2 or known[0] == before[id(m)]):
+                merged[id(m)] = known[0]
+                continue
+            start = len(before[id(m)][1])
+            loads = [None if s is None else s[1][start:] for s in states]
+            once = all(x is None or len(x) == 1 for x in loads)
+            rest = {s[2:] for s in known}  # strict, post-load steps, load method: one for both
+            if not once or len(rest) != 1 or any(s[4] is not None for s in known):
+                return None
+            outcomes = [RAISES if s is None else s[0] for s in states]
+            first = next(x for x in loads if x is not None)
+            lines = before[id(m)][1] + tuple(first)
+            merged[id(m)] = (Conditional(test, outcomes[0], outcomes[1]), lines, *known[0][2:])
+        return merged
 
     def _opaque_block(self, node: ast.stmt) -> None:
         """A statement the reader does not step into: what it sets becomes unknown, and it is listed."""
@@ -774,6 +957,56 @@ class _Reader:
                              f"post_load runs after loading")
         model.post_load.append((f"each:{method}", node.lineno))
         return True
+
+
+_UNSET = Marker("not set")
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is b or (type(a) is type(b) and not isinstance(a, Model) and a == b)
+
+
+def _merged_names(test: KeyTest, node: ast.If, env: dict[str, Any], held: Any, absent: Any) -> dict[str, Any]:
+    """The names after ``if KEY in ckpt``, from each branch's names (None: the branch raises): the same value in
+    both, or a :class:`Conditional` of the two."""
+    envs = [None if o is None else o[0] for o in (held, absent)]
+    merged: dict[str, Any] = {}
+    for name in set().union(*(e for e in envs if e is not None)):
+        values = [RAISES if e is None else e.get(name, _UNSET) for e in envs]
+        kept = [v for v in values if v is not RAISES]
+        if any(v is _UNSET for v in values):
+            merged[name] = Unknown(f"`{name}` is set in one branch only of the `if` at line {node.lineno}")
+        elif all(_same(v, kept[0]) for v in kept) and (len(kept) == 2 or (name in env and _same(env[name], kept[0]))):
+            merged[name] = kept[0]
+        elif any(isinstance(v, Unknown) for v in kept):
+            merged[name] = next(v for v in kept if isinstance(v, Unknown))
+        else:
+            merged[name] = Conditional(test, values[0], values[1])
+    return merged
+
+
+def _choice(value: Any) -> tuple[str | None, tuple[tuple[Any, ...], ...]]:
+    """The weights file of a state_dict the checkpoint's contents choose, and its keys in the order the kit's code
+    tries them (``if 'params_ema' in loadnet: ... else: ...``): each branch must take the key it tests."""
+    if value is RAISES:
+        return None, ()
+    if isinstance(value, Checkpoint):
+        return value.path, (value.keys,)
+    if not isinstance(value, Conditional):
+        raise Unreadable(f"a choice between {type(value).__name__} values, not keys of the checkpoint")
+    test = value.test
+    if not _same(value.then, Checkpoint(test.checkpoint.path, test.checkpoint.keys + (test.key,))):
+        raise Unreadable(f"where the checkpoint holds {test.key!r}, the code takes something else than that key, "
+                         f"which a list state_key (the first key held) cannot say")
+    path, rest = _choice(value.orelse)
+    if path not in (None, test.checkpoint.path):
+        raise Unreadable(f"the code chooses between two weights files ({test.checkpoint.path}, {path})")
+    keys = (value.then.keys,) + rest
+    return test.checkpoint.path, tuple(dict.fromkeys(keys))
+
+
+def _weights_suffix(path: str) -> bool:
+    return posixpath.splitext(path.lower())[1] in WEIGHTS_SUFFIXES
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -866,6 +1099,9 @@ def _results_key(branch: Branch, reader: _Reader, var: str) -> None:
                                               f"`f\"{{team:02}}_{{name}}\"` a spec writes"))
         return
     branch.keys["team"], branch.keys["name"] = int(match[1]), match[2]
+    if safe_name(match[2]) != match[2]:
+        branch.notes.append(f"the results key will be {int(match[1]):02}_{safe_name(match[2])}: the name {match[2]!r} "
+                            f"spelled safely (kept as given for display)")
     if int(match[1]) != branch.model_id:
         branch.notes.append(f"the results key {key!r} names team {int(match[1])}, not the model id {branch.model_id}")
 
@@ -898,18 +1134,61 @@ def _network(branch: Branch, reader: _Reader, var: str) -> None:
     branch.keys["model_file"], branch.keys["class_name"] = model.file, model.cls.attr
     if not model.file.is_file():
         branch.absent.append(model.file)
-    for key, value in (("init_args", list(model.args)), ("init_kwargs", model.kwargs)):
+    args, kwargs = _keyword_nones(branch, reader.kit, model)
+    for key, value in (("init_args", list(args)), ("init_kwargs", {k: v for k, v in kwargs.items() if v is not None})):
         if value:
             problem = _toml_problem(value)
             if problem:
                 branch.missing.append(Missing(key, f"the constructor's {problem} (line {model.line}); a spec holds "
-                                                   f"TOML values only (no null): give this team as flags (--{key} "
-                                                   f"takes JSON, null too) or complete the table"))
+                                                   f"TOML values only (no null but a keyword argument's, init_none): "
+                                                   f"give this team as flags (--{key} takes JSON, null too) or "
+                                                   f"complete the table"))
             else:
                 branch.keys[key] = _as_lists(value)
                 if _has_tuple(value):
                     branch.notes.append(f"{key}: tuples of the kit are written as TOML lists (the class receives lists)")
+    none = [k for k, v in kwargs.items() if v is None]
+    if none:
+        branch.keys["init_none"] = none
     _weights(branch, reader, model)
+
+
+def _keyword_nones(branch: Branch, kit: _Kit, model: Model) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The constructor's arguments with a positional ``None`` given by keyword -- it and every positional argument
+    after it, named by the signature in the team's file -- as a spec says ``None`` only by naming the keyword
+    (``init_none``). Unchanged where the signature cannot be read (the ``None`` is then listed as unreadable)."""
+    first = next((i for i, a in enumerate(model.args) if a is None), None)
+    if first is None:
+        return model.args, model.kwargs
+    names = _parameter_names(kit, model)
+    later = names[first:len(model.args)] if names is not None else []
+    if names is None or len(names) < len(model.args) or any(n in model.kwargs for n in later):
+        return model.args, model.kwargs
+    branch.notes.append(f"init_args: the arguments from position {first + 1} on are given by keyword "
+                        f"({', '.join(later)}, as {model.cls.attr}'s signature in {model.file.name} names them), so "
+                        f"that None can be said (init_none)")
+    return model.args[:first], {**dict(zip(later, model.args[first:])), **model.kwargs}
+
+
+def _parameter_names(kit: _Kit, model: Model) -> list[str] | None:
+    """The parameters of ``model``'s class (its ``__init__``, after ``self``) or factory function that can be given
+    by keyword, in order; None where the team's file does not say them plainly (absent, inherited, ``*args``,
+    positional-only)."""
+    try:
+        tree = parse(model.file) if model.file.is_file() else None
+    except KitError:
+        return None
+    found = next((n for n in (tree.body if tree else ()) if isinstance(n, (ast.ClassDef, ast.FunctionDef))
+                  and n.name == model.cls.attr), None)
+    if isinstance(found, ast.ClassDef):
+        init = next((n for n in found.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+        arguments = None if init is None else init.args
+        skip = 1
+    else:
+        arguments, skip = (found.args if found is not None else None), 0
+    if arguments is None or arguments.posonlyargs or arguments.vararg is not None:
+        return None
+    return [a.arg for a in arguments.args[skip:]]
 
 
 def _weights(branch: Branch, reader: _Reader, model: Model) -> None:
@@ -917,23 +1196,25 @@ def _weights(branch: Branch, reader: _Reader, model: Model) -> None:
         branch.missing.append(Missing("weights", reader.load_unknown))
         return
     if len(model.load_lines) > 1:
-        branch.missing.append(Missing("weights", f"load_state_dict is called {len(model.load_lines)} times (lines "
+        branch.missing.append(Missing("weights", f"the weights are loaded {len(model.load_lines)} times (lines "
                                                  f"{', '.join(map(str, model.load_lines))}); a spec loads one file"))
         return
     if model.checkpoint is None:
         if not model.load_lines:
             branch.missing.append(Missing("weights", "no model.load_state_dict(torch.load(...)) in the branch"))
         return
-    path = Path(model.checkpoint.path)
+    file, choice = ((model.checkpoint.path, (model.checkpoint.keys,)) if isinstance(model.checkpoint, Checkpoint)
+                    else _choice(model.checkpoint))
+    path = Path(str(file))
     branch.keys["weights"] = path if path.is_absolute() else Path(os.path.normpath(reader.kit.folder / path))
     if not branch.keys["weights"].is_file():
         branch.absent.append(branch.keys["weights"])
-    keys = model.checkpoint.keys
-    if keys and all(isinstance(k, str) and k and "." not in k for k in keys):
-        branch.keys["state_key"] = ".".join(keys)
-    elif keys:
-        branch.missing.append(Missing("state_key", f"the checkpoint is taken at {''.join(f'[{k!r}]' for k in keys)}, "
-                                                   f"which a dotted state_key cannot name"))
+    if model.load_method is not None:
+        branch.keys["load_method"] = model.load_method
+        branch.notes.append(f"the team's own model.{model.load_method}(path) loads the weights (line "
+                            f"{model.load_lines[0]}): the kit calls it, and how strictly it loads is the team's")
+    else:
+        _state_key(branch, choice, model.load_lines[0])
     if model.strict is False:
         branch.keys["strict"] = False
     if len(model.post_load) > 1:
@@ -941,6 +1222,24 @@ def _weights(branch: Branch, reader: _Reader, model: Model) -> None:
         branch.missing.append(Missing("post_load", f"several post-load steps ({calls}); a spec has one"))
     elif model.post_load:
         branch.keys["post_load"] = model.post_load[0][0]
+
+
+def _state_key(branch: Branch, choice: tuple[tuple[Any, ...], ...], line: int) -> None:
+    """``state_key``: one dotted key, or -- where the team's code chooses by what the checkpoint holds -- the keys in
+    the order it tries them (``""``: the file itself)."""
+    for keys in choice:
+        if not all(isinstance(k, str) and k and "." not in k for k in keys):
+            branch.missing.append(Missing("state_key", f"the checkpoint is taken at {''.join(f'[{k!r}]' for k in keys)}"
+                                                       f", which a dotted state_key cannot name"))
+            return
+    dotted = [".".join(keys) for keys in choice]
+    if len(dotted) > 1:
+        branch.keys["state_key"] = dotted
+        shown = ", ".join(repr(k) if k else "the file itself" for k in dotted)
+        branch.notes.append(f"state_key: the branch chooses by what the checkpoint holds (line {line}): the first of "
+                            f"{shown} it holds, decided when the kit opens it and said in its load report")
+    elif dotted[0]:
+        branch.keys["state_key"] = dotted[0]
 
 
 def _has_tuple(value: Any) -> bool:

@@ -6,7 +6,9 @@ so adding a team (a late submission) never moves another one to another shard: a
 goes to shard ``NN mod N + 1`` (NTIRE numbers its teams consecutively, so the shards come out even:
 46 teams over 4 shards are 12, 12, 11, 11), any other entry (a baseline, a file not named
 ``teamNN_Name.py``) by a hash of its identity -- the registered entry's name or the file's name,
-never a path, which differs between machines.
+never a path, which differs between machines. A ``[[team]]`` table the spec sets aside (invalid) is
+reported by exactly one shard: its team number's, or, without a readable number, the shard a hash of
+its position in the spec file gives (every shard reads the same file).
 
 ``--shard K/N`` (1-based) names the shard; without it, inside a Slurm array job,
 ``SLURM_ARRAY_TASK_ID`` / ``SLURM_ARRAY_TASK_COUNT`` do, counted from ``SLURM_ARRAY_TASK_MIN`` (so
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence, TypeVar
 
 from esrkit.errors import KitError
-from esrkit.spec import TeamSpec
+from esrkit.spec import InvalidTable, TeamSpec
 from esrkit.teamfile import team_from_file_name
 
 SLURM_VARIABLES = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP")
@@ -48,6 +50,10 @@ class Shard:
     def select(self, specs: Sequence[S]) -> list[S]:
         """This shard's teams, in the batch's order."""
         return [s for s in specs if self.holds(s)]
+
+    def select_invalid(self, tables: Sequence[InvalidTable]) -> list[InvalidTable]:
+        """The invalid tables this shard reports (each is reported by one shard)."""
+        return [t for t in tables if invalid_shard(t, self.count) == self.index]
 
 
 def team_number(spec: TeamSpec) -> int | None:
@@ -76,8 +82,19 @@ def shard_of(spec: TeamSpec, count: int) -> int:
     number = team_number(spec)
     if number is not None:
         return number % count + 1
-    digest = hashlib.blake2b(team_identity(spec).encode(), digest_size=8).digest()
+    return _hashed_shard(team_identity(spec), count)
+
+
+def _hashed_shard(identity: str, count: int) -> int:
+    digest = hashlib.blake2b(identity.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % count + 1
+
+
+def invalid_shard(table: InvalidTable, count: int) -> int:
+    """The shard that reports an invalid ``[[team]]`` table: its team number's, else by a hash of its position."""
+    if count < 1:
+        raise ValueError(f"shard count {count} must be at least 1")
+    return table.team % count + 1 if table.team is not None else _hashed_shard(f"[[team]] #{table.position}", count)
 
 
 def parse_shard(text: str) -> Shard:

@@ -38,6 +38,7 @@ from esrkit.device import device_name, pick_device
 from esrkit.entry import Entry
 from esrkit.errors import KitError
 from esrkit.imageio import tensor_to_uint8, uint8_to_tensor
+from esrkit.names import safe_name
 from esrkit.paths import shared_path
 from esrkit.progress import Progress
 from esrkit.registry import DEFAULT_ENTRY, get_entry
@@ -104,7 +105,7 @@ class TrainConfig:
     def resolved(self, entry: Entry) -> "TrainConfig":
         """A copy with the derived defaults filled in (out_dir, lr_step), checked."""
         cfg = TrainConfig(**asdict(self))
-        cfg.out_dir = cfg.out_dir or str(Path("runs") / entry.name)
+        cfg.out_dir = cfg.out_dir or str(Path("runs") / safe_name(entry.name))
         cfg.lr_step = cfg.lr_step or max(1, cfg.iters // 5)
         cfg.check()
         return cfg
