@@ -101,7 +101,7 @@ def test_the_readmes_sbatch_array_on_a_real_slurm_gives_the_sequential_figures(c
 
     # The sequential reference, in this process, while the array runs.
     rc, out, err = run_batch_cli("--spec", str(checkout / "teams.toml"), "--data_dir", str(set5),
-                                 "--results_dir", str(tmp_path / "reference"), "--in_process")
+                                 "--results_dir", str(tmp_path / "reference"), "--in_process", "--unconfined")
     assert rc == 0, out + err
     reference = read_json(tmp_path / "reference" / "results.json")
 
@@ -131,6 +131,6 @@ def test_the_readmes_sbatch_array_on_a_real_slurm_gives_the_sequential_figures(c
 
     # The README's next step: the same command without an array measures nothing again and writes batch.md.
     rc, out, err = run_batch_cli("--spec", str(checkout / "teams.toml"), "--data_dir", str(set5),
-                                 "--results_dir", str(shared), "--in_process")
+                                 "--results_dir", str(shared), "--in_process", "--unconfined")
     assert rc == 0 and set(status_lines(err).values()) == {"skipped"}, out + err
     assert (shared / "batch.md").exists() and read_json(shared / "results.json") == results

@@ -136,7 +136,7 @@ def _batch(tmp_path, two_image_benchmark, spec, *extra) -> int:
     from esrkit.submission.__main__ import main as submission
 
     return submission(["batch", "--spec", str(spec), "--data_dir", str(two_image_benchmark), "--results_dir",
-                       str(tmp_path / "out"), "--in_process", "--quiet", *extra])
+                       str(tmp_path / "out"), "--in_process", "--unconfined", "--quiet", *extra])
 
 
 def test_a_toml_date_among_constructor_arguments_is_one_invalid_table(tmp_path, two_image_benchmark, capsys) -> None:
