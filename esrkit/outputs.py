@@ -50,7 +50,8 @@ class DataIdentity:
         return {"data_dir": self.data_dir, "layout": self.layout, "data_fingerprint": self.fingerprint}
 
 
-def _measured_on(record: Mapping[str, Any]) -> str:
+def measured_on(record: Mapping[str, Any]) -> str:
+    """The data a results entry (or a marker) records, in words: its folder and the images of each split."""
     images = ", ".join(f"{k.removesuffix('_images')} {len(v)} images" for k, v in record.items()
                        if k.endswith("_images") and isinstance(v, list))
     return f"{record.get('data_dir', 'data it does not name')}" + (f" ({images})" if images else "")
@@ -69,7 +70,7 @@ def replacement_problem(existing: Mapping[str, Any], key: str, identity: DataIde
     """(error, note) for writing ``key`` of a run on ``identity`` into results.json holding ``existing``."""
     record = existing.get(key)
     if not isinstance(record, Mapping) or replace:
-        return None, (f"--replace: {key} measured on {_measured_on(record)} is replaced" if replace and
+        return None, (f"--replace: {key} measured on {measured_on(record)} is replaced" if replace and
                       isinstance(record, Mapping) and _same_data(record, identity) is False else None)
     same = _same_data(record, identity)
     if same is None:
@@ -78,7 +79,7 @@ def replacement_problem(existing: Mapping[str, Any], key: str, identity: DataIde
         return None, None
     if record.get("layout") == DEMO_LAYOUT:
         return None, f"note: {key} of the embedded demo set (a trial, not a measurement) is replaced"
-    return (f"results.json already holds {key} measured on {_measured_on(record)}, and this run is on "
+    return (f"results.json already holds {key} measured on {measured_on(record)}, and this run is on "
             f"{identity.describe()}: pass --replace to replace it, or --results_dir DIR to keep both"), None
 
 

@@ -5,6 +5,9 @@
   (:func:`track_ranks`, with the tie rules ``benchmarks/table3.py`` inferred from the published Table 3).
 - 2024/2025: Score_X = exp(2 * X / X_baseline) for runtime, FLOPs and params; Score_final =
   0.7 * Score_runtime + 0.15 * Score_FLOPs + 0.15 * Score_params, lower is better (:func:`score_from_ratios`).
+  A team over about 355 times slower (or bigger) than the baseline has a Score_X beyond the largest float:
+  it is ``inf`` (``math.exp`` raises OverflowError there; this never does), every finite score is the
+  formula's, and ``log_final`` -- ln(Score_final), finite -- orders the teams whose score is ``inf``.
 - The efficiency frontier of a PSNR-cost plot (:func:`pareto_front`).
 
 No presentation here: numbers in, numbers out. Missing values are NaN and stay NaN (never a made-up rank).
@@ -28,19 +31,26 @@ class Score:
     runtime: np.ndarray
     flops: np.ndarray
     params: np.ndarray
-    final: np.ndarray
+    final: np.ndarray  # inf where a part overflows
+    log_final: np.ndarray  # ln(final), finite wherever the ratios are
 
 
 def component_score(ratio: ArrayLike) -> np.ndarray:
-    """Score_X = exp(2 * X / X_baseline), from the ratio X / X_baseline."""
-    return np.exp(2.0 * np.asarray(ratio, dtype=float))
+    """Score_X = exp(2 * X / X_baseline), from the ratio X / X_baseline; ``inf`` beyond the largest float."""
+    with np.errstate(over="ignore"):
+        return np.exp(2.0 * np.asarray(ratio, dtype=float))
 
 
 def score_from_ratios(runtime_ratio: ArrayLike, flops_ratio: ArrayLike, params_ratio: ArrayLike) -> Score:
     """The NTIRE 2024/2025 score from each entry's ratios to the year's baseline (the baseline scores e^2)."""
-    runtime, flops, params = (component_score(r) for r in (runtime_ratio, flops_ratio, params_ratio))
-    final = RUNTIME_WEIGHT * runtime + FLOPS_WEIGHT * flops + PARAMS_WEIGHT * params
-    return Score(runtime=runtime, flops=flops, params=params, final=final)
+    ratios = np.broadcast_arrays(*(np.asarray(r, dtype=float) for r in (runtime_ratio, flops_ratio, params_ratio)))
+    runtime, flops, params = (component_score(r) for r in ratios)
+    with np.errstate(over="ignore", invalid="ignore"):
+        final = RUNTIME_WEIGHT * runtime + FLOPS_WEIGHT * flops + PARAMS_WEIGHT * params
+        # ln(sum of w * exp(2r)), term by term: finite where the sum overflows (NaN stays NaN)
+        weights = (RUNTIME_WEIGHT, FLOPS_WEIGHT, PARAMS_WEIGHT)
+        log_final = np.logaddexp.reduce([np.log(w) + 2.0 * r for w, r in zip(weights, ratios)], axis=0)
+    return Score(runtime=runtime, flops=flops, params=params, final=final, log_final=log_final)
 
 
 def ordinal(*keys: ArrayLike) -> np.ndarray:

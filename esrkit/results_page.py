@@ -3,11 +3,14 @@
 The page shows the round's table -- rank under the year's rules (2022/2023: main track by runtime, with
 Model Comp. and Overall; 2024/2025: the score relative to the year's baseline), team, PSNR, runtime (the
 challenge figure, the warm median, the ratio to the baseline), params, FLOPs under the year's counter
-with the other beside it, activations, memory, #conv, status -- sortable by any column; the PSNR-runtime
-and PSNR-FLOPs plots with their Pareto fronts; each team's flags in words; and per team a drill-down
-with its per-image PSNR against the baseline's.
+with the other beside it, activations, memory, #conv, status, flags -- sortable by every column, and
+readable with 60 teams (it scrolls inside its box, rank and team kept in view; a score too large to mean
+anything in digits is said in words); the PSNR-runtime and PSNR-FLOPs plots with their Pareto fronts
+(inline SVG from :mod:`esrkit.frontier_svg`: log runtime axis, numbered points whose labels never
+overlap, a key); each team's flags in words; and per team a drill-down with its per-image PSNR against
+the baseline's.
 
-It opens from disk with no network: the style, the script and the figures (matplotlib SVG, as data URIs)
+It opens from disk with no network: the style, the script and the figures (inline SVG, and PNG data URIs)
 are inside the file, and its Content-Security-Policy lets nothing else load. Everything taken from
 results.json is escaped (team names are user input). Every number shown sits in a ``<span class="num">``
 whose ``data-value`` is the raw value: ``data-entry`` + ``data-key`` (+ ``data-index`` for a per-image
@@ -16,7 +19,10 @@ the score, a ratio, a mean of two runtimes, a PSNR difference); the text is that
 
 Ranking is never silent about what it cannot compare: runtimes from another device than the baseline's
 (or, without a baseline, than most entries') are not ranked, CPU runtimes are marked, memory off CUDA is
-"not measured" (never 0), and entries of another shape show ``-`` where a value cannot be read.
+"not measured" (never 0), entries of another results convention, FLOPs counter or data set than the
+baseline's (:mod:`esrkit.comparability`; ``merge --allow_mixed`` keeps them) are flagged and neither
+ranked nor plotted, entries measured under several environments are ranked together under a note that
+names the groups, and entries of another shape show ``-`` where a value cannot be read.
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ import collections
 import hashlib
 import io
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
@@ -35,14 +40,15 @@ import jinja2
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
-from matplotlib import rc_context
 
 from esrkit.atomic import atomic_write
 from esrkit.challenge import FVCORE, HOOKS, YEARS, Year, year_rules
+from esrkit.comparability import (BASELINE_KEY, Environment, baseline_of, convention_years, counter_of,
+                                  environment_groups, mismatches, package_versions, reference_key)
 from esrkit.errors import KitError
-from esrkit.ranking import pareto_front, score_from_ratios, track_ranks, ordinal
+from esrkit.frontier_svg import BASE, FRONT, POINT, Point, frontier_svg
+from esrkit.ranking import score_from_ratios, track_ranks, ordinal
 
 FORMATS: dict[str, str] = {  # how each kind of number is shown (the official results.txt's precision)
     "psnr": ".2f", "runtime": ".2f", "params": ".3f", "flops": ".2f", "acts": ".2f", "memory": ".2f",
@@ -51,7 +57,7 @@ FORMATS: dict[str, str] = {  # how each kind of number is shown (the official re
 COUNTER_NAMES = {FVCORE: "fvcore", HOOKS: "hook counter"}
 COUNTER_KEYS = {FVCORE: "flops_fvcore", HOOKS: "flops_hook"}
 Device = tuple[str | None, str | None]  # (device_type, device) as results.json records them
-_CONVENTION_YEARS = re.compile(r"NTIRE (\d{4})(?:-(\d{4}))?")
+LARGE_SCORE = 1e6  # a score at least this large is shown as "> 1e6" (its digits say nothing)
 
 
 # --- reading entries of any shape ------------------------------------------------------------------
@@ -99,11 +105,22 @@ class Num:
             return "-"
         if FORMATS[self.kind] == "d" and not isinstance(self.value, int):
             return "-"
+        if self.kind == "score" and self.value >= LARGE_SCORE:
+            return "overflow" if math.isinf(self.value) else f"> {LARGE_SCORE:.0e}".replace("e+0", "e")
         return format(self.value, FORMATS[self.kind])
 
     @property
+    def title(self) -> str:
+        """What a number shown in words stands for."""
+        if self.kind != "score" or self.value is None or self.value < LARGE_SCORE:
+            return ""
+        if math.isinf(self.value):
+            return "beyond the largest float (about 1.8e308): exp(2·ratio) with a ratio to the baseline over 355"
+        return f"{self.value:.4e}"
+
+    @property
     def raw(self) -> str:
-        return repr(self.value)
+        return repr(self.value)  # 'inf' for a score that overflows
 
     @property
     def shown(self) -> bool:
@@ -134,12 +151,10 @@ def infer_year(results: Mapping[str, Any]) -> tuple[int | None, str]:
     key present), or None and why not."""
     candidates: set[int] | None = None
     for entry in results.values():
-        label = _text(entry, "results_convention") if isinstance(entry, Mapping) else None
-        match = _CONVENTION_YEARS.search(label or "")
-        if match is None:
+        named = convention_years(_text(entry, "results_convention")) if isinstance(entry, Mapping) else None
+        if named is None:
             continue
-        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
-        years = {y for y in YEARS if first <= y <= last}
+        years = {y for y in YEARS if y in named}
         candidates = years if candidates is None else candidates & years
     if not candidates:
         why = "the entries' results_convention names no challenge year" if candidates is None else \
@@ -151,11 +166,6 @@ def infer_year(results: Mapping[str, Any]) -> tuple[int | None, str]:
             return present[0], ""
         return None, f"results_convention allows NTIRE {' or '.join(map(str, sorted(candidates)))} and no baseline settles it"
     return candidates.pop(), ""
-
-
-def _entry_counter(entry: Mapping[str, Any]) -> str | None:
-    label = (_text(entry, "flops_counter") or "").lower()
-    return FVCORE if "fvcore" in label else HOOKS if "hook" in label else None
 
 
 @dataclass(frozen=True)
@@ -177,8 +187,14 @@ class Rules:
 def _rules(results: Mapping[str, Any], year: int | None, baseline_key: str | None) -> Rules:
     notes: list[str] = []
     rules = year_rules(year) if year is not None else None
+    # the entries that agree with the baseline set the year and the counter (one of another convention kept
+    # by merge --allow_mixed does not)
+    entries = {k: v for k, v in results.items() if isinstance(v, Mapping)}
+    baseline = baseline_of(entries, baseline_key)
+    odd = mismatches(entries, baseline) if baseline is not None else {}
+    agreeing = {k: v for k, v in entries.items() if k not in odd}
     if rules is None:
-        inferred, why = infer_year(results)
+        inferred, why = infer_year(agreeing)
         if inferred is not None:
             rules = YEARS[inferred]
             notes.append(f"Year NTIRE {inferred}, read from the entries' results_convention.")
@@ -188,7 +204,7 @@ def _rules(results: Mapping[str, Any], year: int | None, baseline_key: str | Non
     if baseline_key is not None and baseline_key not in results:
         raise KitError(f"baseline {baseline_key!r} is not an entry of results.json; name one of its keys or leave it out")
     if baseline_key is None:
-        wanted = [f"00_{rules.baseline}_baseline"] if rules else [k for k in results if re.fullmatch(r"00_.+_baseline", str(k))]
+        wanted = [f"00_{rules.baseline}_baseline"] if rules else [k for k in results if BASELINE_KEY.fullmatch(str(k))]
         baseline_key = wanted[0] if len(wanted) == 1 and wanted[0] in results else None
         if rules is not None and baseline_key is None:
             notes.append(f"The year's baseline 00_{rules.baseline}_baseline is not in results.json: no ratio to it"
@@ -196,7 +212,7 @@ def _rules(results: Mapping[str, Any], year: int | None, baseline_key: str | Non
     if rules is not None:
         counter = rules.flops_counter
     else:
-        counters = {c for e in results.values() if isinstance(e, Mapping) and (c := _entry_counter(e)) is not None}
+        counters = {c for e in agreeing.values() if (c := counter_of(e)) is not None}
         counter = next(iter(counters)) if len(counters) == 1 else HOOKS
     return Rules(rules, counter, baseline_key, tuple(notes))
 
@@ -219,7 +235,9 @@ class Row:
     not_ranked: str = ""  # why this row has no rank, in a word or two
     rank: int | None = None
     ratio: float | None = None  # runtime / the baseline's, same device
+    mismatch: list[str] = field(default_factory=list)  # how it was measured otherwise than the reference entry
     score: dict[str, float] = field(default_factory=dict)  # runtime, flops, params, final
+    log_score: float = math.nan  # ln(final), which orders scores that overflow
     tracks: dict[str, float] = field(default_factory=dict)  # model_comp(_rank), overall(_rank)
     # what the page shows of it, filled once the rows are ranked and ordered
     index: int = -1
@@ -239,6 +257,13 @@ class Row:
         return _text(self.entry, "device_type"), _text(self.entry, "device")
 
     @property
+    def mismatch_word(self) -> str:
+        """How it was measured otherwise than the reference entry, in a word or two ("" when it was not)."""
+        if not self.mismatch:
+            return ""
+        return "other data" if any(m.startswith("data ") for m in self.mismatch) else "other convention"
+
+    @property
     def on_cpu(self) -> bool:
         return bool(self.entry) and self.device[0] != "cuda"
 
@@ -246,7 +271,7 @@ class Row:
         """FLOPs under ``counter``: its own key, else ``flops`` when the entry says that it holds that counter,
         or says nothing and ``counter`` is the page's (the official kits' entries name no counter)."""
         own = _read(self.name, self.entry, COUNTER_KEYS[counter], "flops")
-        named = _entry_counter(self.entry)
+        named = counter_of(self.entry)
         if own.value is None and (named == counter or (named is None and page_counter)):
             return _read(self.name, self.entry, "flops", "flops")
         return own
@@ -333,6 +358,23 @@ def _set_runtimes(rows: list[Row], reference: Device | None) -> list[str]:
     return notes
 
 
+def _mark_mismatches(rows: list[Row], rules: Rules) -> list[str]:
+    """The rows measured under another convention, counter or data than the baseline (else than most
+    entries): flagged, and left out of the ranking and the plots (``merge --allow_mixed`` keeps them)."""
+    entries = {r.key: r.entry for r in rows if r.key is not None and r.entry}
+    reference = reference_key(entries, rules.baseline)
+    found = mismatches(entries, reference)
+    for r in rows:
+        r.mismatch = found.get(r.key, []) if r.key is not None else []
+        if r.mismatch:
+            r.flags.append(Flag(r.mismatch_word, f"measured otherwise than {reference}: {'; '.join(r.mismatch)}: "
+                                                 "not ranked with it, not plotted"))
+    if not found:
+        return []
+    return [f"Not ranked and not plotted, measured otherwise than {reference} (another results convention, FLOPs "
+            f"counter or data set; see their flags): {', '.join(found)}."]
+
+
 def _exclude(rows: list[Row], baseline: Row | None, reference: Device | None, year: Year | None) -> list[str]:
     """Mark the rows that take no part in the ranking, and why (flags say it in words)."""
     bars_skipped = []
@@ -341,6 +383,8 @@ def _exclude(rows: list[Row], baseline: Row | None, reference: Device | None, ye
             r.not_ranked = "not measured" if not r.odd else "unreadable"
         elif r is baseline:
             r.not_ranked = "baseline"
+        elif r.mismatch:
+            r.not_ranked = r.mismatch_word
         elif r.runtime is None:
             r.not_ranked = "no runtime"
         elif r.device != reference:
@@ -349,7 +393,7 @@ def _exclude(rows: list[Row], baseline: Row | None, reference: Device | None, ye
             r.flags.append(Flag("CPU runtime" if r.on_cpu else "other device",
                                 f"runtime measured on {_device_text(r.device)}{f' ({timing})' if timing else ''}, "
                                 f"not on {_device_text(reference)} as the ranked runtimes: not ranked"))
-        if year is None or not r.entry:
+        if year is None or not r.entry or r.mismatch:
             continue
         if not _bar_applies(r, year):
             bars_skipped.append(r)
@@ -372,10 +416,11 @@ def _rank(rows: list[Row], rules: Rules) -> tuple[list[str], Device | None]:
     """
     baseline = next((r for r in rows if r.key is not None and r.key == rules.baseline), None)
     reference = _reference_device(rows, baseline)
-    notes = _set_runtimes(rows, reference) + _exclude(rows, baseline, reference, rules.year)
+    notes = _mark_mismatches(rows, rules) + _set_runtimes(rows, reference)
+    notes += _exclude(rows, baseline, reference, rules.year)
     base_runtime = _costs(baseline, rules)["runtime"] if baseline is not None else math.nan
     for r in rows:
-        if baseline is not None and r.device == baseline.device and base_runtime > 0:
+        if baseline is not None and r.device == baseline.device and base_runtime > 0 and not r.mismatch:
             ratio = _costs(r, rules)["runtime"] / base_runtime
             r.ratio = ratio if math.isfinite(ratio) else None
     ranked = [r for r in rows if not r.not_ranked]  # each has a runtime on the reference device
@@ -425,8 +470,11 @@ def _rank_by_score(ranked: list[Row], baseline: Row | None, rules: Rules, year: 
     for i, r in enumerate(scored):
         r.score = {"runtime": float(score.runtime[i]), "flops": float(score.flops[i]),
                    "params": float(score.params[i]), "final": float(score.final[i])}
+        r.log_score = float(score.log_final[i])
     teams = scored[1:]
-    for r, rank in zip(teams, ordinal([r.score["final"] for r in teams], np.arange(len(teams)))):
+    # scores that overflow (inf) are ordered by ln(score); every finite one by the score itself
+    for r, rank in zip(teams, ordinal([r.score["final"] for r in teams], [r.log_score for r in teams],
+                                      np.arange(len(teams)))):
         r.rank = int(rank)
     return [f"Rank: NTIRE {year.year} score relative to {baseline.name}, Score_X = exp(2·X/X_baseline) for "
             f"runtime, FLOPs ({COUNTER_NAMES[rules.counter]}) and params; Score = 0.7·runtime + 0.15·FLOPs + "
@@ -449,6 +497,50 @@ def _rank_by_tracks(ranked: list[Row], rules: Rules, year: Year) -> list[str]:
              "the better runtime rank, Overall ties to the lower Model Comp.)."]
     if any(not math.isfinite(costs[id(r)]["mem"]) for r in complete):
         notes.append("An entry without GPU memory takes part in no memory rank and has no Overall.")
+    return notes
+
+
+# --- environments ----------------------------------------------------------------------------------------
+
+NAMED = 8  # a note names up to this many entries of a group, and counts a larger one
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
+def _named(keys: Sequence[str]) -> str:
+    return ", ".join(keys) if len(keys) <= NAMED else _entries(len(keys))
+
+
+def _environments(rows: Sequence[Row]) -> list[str]:
+    """Where the entries were measured under several environments (Python, torch, platform; or one package at
+    several versions): a note naming the groups, and a flag on each entry outside the largest group. They are
+    ranked together, with this note above the table."""
+    entries = {r.key: r.entry for r in rows if r.key is not None and r.entry and not r.mismatch}
+    groups = environment_groups(entries)
+    versions = package_versions(entries)
+    by_key = {r.key: r for r in rows if r.key is not None}
+    notes = []
+    if len(groups) > 1:
+        names = [chr(ord("A") + i) if i < 26 else f"#{i + 1}" for i in range(len(groups))]
+        parts = [f"{name}: {g.describe()} — {_entries(len(g.keys))}" + (f" ({_named(g.keys)})" if i > 0 else "")
+                 for i, (name, g) in enumerate(zip(names, groups))]
+        notes.append(f"Measured under {len(groups)} environments, ranked together here (runtimes, and even "
+                     f"outputs, can differ between versions): {'; '.join(parts)}.")
+        for name, g in list(zip(names, groups))[1:]:
+            for key in g.keys:
+                by_key[key].flags.append(Flag("other environment", f"measured under environment {name} "
+                                              f"({g.describe()}), not {names[0]} ({groups[0].describe()}) as most "
+                                              "entries: ranked with them"))
+    for package, found in versions.items():
+        usual, *others = found
+        notes.append(f"{package} at {len(found)} versions: "
+                     + "; ".join(f"{v} ({_named(keys)})" for v, keys in found.items()) + ".")
+        for version in others:
+            for key in found[version]:
+                by_key[key].flags.append(Flag(f"{package} {version}", f"imported {package} {version}, where "
+                                              f"{_entries(len(found[usual]))} imported {usual}"))
     return notes
 
 
@@ -505,6 +597,9 @@ def _flags(row: Row) -> list[Flag]:
 # --- cells ---------------------------------------------------------------------------------------------
 
 
+STICKY = ("rank", "team")  # the first two columns
+
+
 @dataclass(frozen=True)
 class Column:
     """A column of the standings: its id (``data-col``), header and tooltip."""
@@ -513,6 +608,11 @@ class Column:
     header: str
     title: str
     numeric: bool = True
+
+    @property
+    def classes(self) -> str:
+        """``n``: right-aligned numbers; ``stick``: stays in view when the table scrolls sideways."""
+        return " ".join(c for c, on in (("n", self.numeric), ("stick", self.id in STICKY)) if on)
 
 
 def _columns(rows: Sequence[Row], rules: Rules, with_status: bool) -> list[Column]:
@@ -646,24 +746,14 @@ def _images(row: Row, baseline: Row | None) -> list[ImageRow]:
 
 
 def _facts(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [(k, str(entry[k])) for k in FACTS if isinstance(entry.get(k), (str, int, float)) and not isinstance(entry.get(k), bool)]
+    facts = [(k, str(entry[k])) for k in FACTS if isinstance(entry.get(k), (str, int, float)) and not isinstance(entry.get(k), bool)]
+    env = Environment.of(entry) if isinstance(entry.get("environment"), Mapping) else None
+    if env is not None:
+        facts.append(("environment", env.describe() + "".join(f"; {name} {v}" for name, v in env.packages)))
+    return facts
 
 
 # --- figures -------------------------------------------------------------------------------------------
-
-LABEL_ALL = 15  # a frontier plot with more points names only the front and the baseline
-FRONT = "#2A9D4B"
-POINT = "#4C72B0"
-BASE = "#E1812C"
-
-
-def _svg_uri(fig: Figure) -> str:
-    """A figure as an SVG data URI (an <img> of it loads nothing else and keeps its ids to itself)."""
-    buf = io.BytesIO()
-    with rc_context({"svg.hashsalt": "esrkit-results-page", "svg.fonttype": "path"}):
-        FigureCanvasSVG(fig).print_svg(buf, metadata={"Date": None})
-    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
 
 def _png_uri(fig: Figure) -> str:
     """A figure as a PNG data URI, at twice its size on screen: a third of the SVG of 200 bars, per team."""
@@ -671,36 +761,6 @@ def _png_uri(fig: Figure) -> str:
     FigureCanvasAgg(fig)
     fig.savefig(buf, format="png", dpi=2 * fig.dpi, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _frontier_figure(points: list[tuple[str, float, float, bool]], xlabel: str, title: str) -> str | None:
-    """PSNR against a cost, each entry named, the Pareto front (higher PSNR, lower cost) as a step line."""
-    if not points:
-        return None
-    fig = Figure(figsize=(6.4, 4.4), dpi=100, layout="constrained")
-    ax: Axes = fig.subplots()
-    x = np.array([p[1] for p in points])
-    y = np.array([p[2] for p in points])
-    base = np.array([p[3] for p in points])
-    ax.scatter(x[~base], y[~base], s=36, c=POINT, zorder=3, label="team")
-    if base.any():
-        ax.scatter(x[base], y[base], s=60, c=BASE, marker="D", zorder=3, label="baseline")
-    front = pareto_front(x, y)
-    fx, fy = x[front], y[front]
-    right = x.max() + 0.15 * (x.max() - x.min() or abs(x.max()) or 1.0)  # room for names; the front goes on flat
-    ax.plot(np.append(fx, right), np.append(fy, fy[-1]), drawstyle="steps-post", color=FRONT, lw=1.5, ls="--",
-            zorder=2, label="Pareto front")
-    ax.set_xlim(right=right)
-    named = set(range(len(points))) if len(points) <= LABEL_ALL else set(front) | set(np.flatnonzero(base))
-    for i in sorted(named):  # a crowded plot names the front and the baseline only
-        ax.annotate(points[i][0], (x[i], y[i]), xytext=(4, 4), textcoords="offset points", fontsize=7, parse_math=False)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("PSNR valid [dB]")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, color="#E5E5E5", lw=0.6)
-    ax.set_axisbelow(True)
-    ax.legend(fontsize=7, loc="lower right")
-    return _svg_uri(fig)
 
 
 def _images_figure(row: Row, images: list[ImageRow], baseline: Row) -> str | None:
@@ -734,20 +794,24 @@ def _images_figure(row: Row, images: list[ImageRow], baseline: Row) -> str | Non
 class Plot:
     """A figure of the page (None: nothing to plot), with its alt text and caption."""
 
-    uri: str | None
+    svg: str | None  # SVG markup, escaped where it holds names
     alt: str
     caption: str
 
 
-def _figures(rows: Sequence[Row], rules: Rules, reference: Device | None) -> list[Plot]:
-    """The PSNR-runtime plot (runtimes of the ranked device only) and the PSNR-FLOPs plot."""
+def _point(r: Row, cost: float, psnr: float, rules: Rules) -> Point:
+    return Point(str(r.index + 1), r.name, cost, psnr, baseline=r.name == rules.baseline)
+
+
+def _figures(rows: Sequence[Row], rules: Rules, reference: Device | None) -> tuple[list[Plot], list[Row]]:
+    """The PSNR-runtime plot (runtimes of the ranked device only) and the PSNR-FLOPs plot (entries measured
+    otherwise than the reference entry in neither), and the rows plotted (for the key to their numbers)."""
     psnr = {id(r): float(v) for r in rows if r.entry and (v := _number(r.entry, "valid_ave_psnr")) is not None}
-    plotted = [(r, _costs(r, rules)) for r in rows if id(r) in psnr]
+    plotted = [(r, _costs(r, rules)) for r in rows if id(r) in psnr and not r.mismatch]
     timed = [(r, c) for r, c in plotted if math.isfinite(c["runtime"]) and r.device == reference]
     left_out = [r.name for r, c in plotted if math.isfinite(c["runtime"]) and r.device != reference]
-    runtime_points = [(r.name, c["runtime"], psnr[id(r)], r.name == rules.baseline) for r, c in timed]
-    flops_points = [(r.name, c["flops"], psnr[id(r)], r.name == rules.baseline) for r, c in plotted
-                    if math.isfinite(c["flops"])]
+    runtime_points = [_point(r, c["runtime"], psnr[id(r)], rules) for r, c in timed]
+    flops_points = [_point(r, c["flops"], psnr[id(r)], rules) for r, c in plotted if math.isfinite(c["flops"])]
     averaged = any(r.runtime is not None and r.runtime.derived for r, _ in timed)
     runtime_label = "Ave runtime [ms]" if averaged else "Runtime valid [ms]"
     caption = "Pareto front: no other entry has a higher PSNR at a lower runtime."
@@ -755,12 +819,15 @@ def _figures(rows: Sequence[Row], rules: Rules, reference: Device | None) -> lis
         caption += f" Runtimes measured on {_device_text(reference)}{'' if reference[0] == 'cuda' else ' (not a GPU)'}."
     if left_out:
         caption += f" Not plotted (runtime from another device than the ranked ones): {', '.join(left_out)}."
-    return [
-        Plot(_frontier_figure(runtime_points, runtime_label, "PSNR vs runtime"), "PSNR against runtime", caption),
-        Plot(_frontier_figure(flops_points, f"FLOPs [G] ({COUNTER_NAMES[rules.counter]})", "PSNR vs FLOPs"),
-                "PSNR against FLOPs", f"Pareto front: no other entry has a higher PSNR with fewer FLOPs "
-                f"({COUNTER_NAMES[rules.counter]}, 3×256×256 input)."),
+    figures = [
+        Plot(frontier_svg(runtime_points, runtime_label, "PSNR valid [dB]", "PSNR vs runtime", log_x=True),
+             "PSNR against runtime", caption),
+        Plot(frontier_svg(flops_points, f"FLOPs [G] ({COUNTER_NAMES[rules.counter]})", "PSNR valid [dB]",
+                          "PSNR vs FLOPs"),
+             "PSNR against FLOPs", f"Pareto front: no other entry has a higher PSNR with fewer FLOPs "
+             f"({COUNTER_NAMES[rules.counter]}, 3×256×256 input)."),
     ]
+    return figures, [r for r, _ in plotted]
 
 
 # --- the page ------------------------------------------------------------------------------------------
@@ -771,26 +838,39 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu San
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
 .muted, .sub { color: var(--muted); } .sub { display: block; font-size: 11px; }
 ul.notes { margin: 8px 0 0; padding-left: 20px; } ul.notes li { margin: 2px 0; }
-.wrap { overflow-x: auto; border: 1px solid var(--line); border-radius: 6px; }
+p.caution { margin: 6px 0; padding: 6px 10px; border-left: 4px solid #d89b2b; background: #fff8e8; font-size: 13px; }
+.wrap { overflow: auto; max-height: 85vh; border: 1px solid var(--line); border-radius: 6px; }
 table { border-collapse: collapse; width: 100%; }
-#standings { font-size: 13px; }
-th, td { padding: 4px 6px; border-bottom: 1px solid var(--line); vertical-align: top; text-align: left; }
-th { background: var(--head); position: sticky; top: 0; font-weight: 600; min-width: 3.5em; }
-th button { font: inherit; border: 0; background: none; padding: 0; cursor: pointer; color: inherit; }
+#standings { font-size: 12.5px; }
+th, td { padding: 3px 5px; border-bottom: 1px solid var(--line); vertical-align: top; text-align: left; }
+th { background: var(--head); position: sticky; top: 0; z-index: 2; font-weight: 600; font-size: 12px; line-height: 1.25; }
+th button { font: inherit; border: 0; background: none; padding: 0; cursor: pointer; color: inherit; text-align: inherit; }
 th[aria-sort="ascending"] button::after { content: " \\25B2"; } th[aria-sort="descending"] button::after { content: " \\25BC"; }
+th.n { text-align: right; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; } td.n .num, td.n .txt { white-space: nowrap; }
-td[data-col="flags"] { min-width: 13em; } td[data-col="team"] { min-width: 9em; }
-tbody tr:nth-child(even) { background: #fafbfc; } tbody tr.failed { background: #fdf1f1; }
+tbody tr { background: #fff; } tbody tr:nth-child(even) { background: #fafbfc; } tbody tr.failed { background: #fdf1f1; }
+.stick { position: sticky; left: 0; z-index: 1; } td.stick { background: inherit; } th.stick { z-index: 3; }
+.stick[data-col="team"] { left: var(--rank-width, 0px); box-shadow: inset -1px 0 0 var(--line); }
+td[data-col="team"] { min-width: 9em; max-width: 14em; overflow-wrap: anywhere; }
+td[data-col="team"] .sub { max-width: 14em; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+td[data-col="flags"] { min-width: 11em; max-width: 22em; } td[data-col="rank"] .badge { margin-left: 0; }
 .badge { display: inline-block; font-size: 10px; line-height: 1.5; padding: 0 5px; margin-left: 4px; border-radius: 8px;
          background: #eef0f3; color: #4a525c; white-space: nowrap; }
 .badge.cpu { background: #fff1d6; color: #7a4b00; }
 ul.flags { margin: 0; padding-left: 16px; font-size: 13px; } ul.flags li { margin: 1px 0; }
-a.badge.flag { text-decoration: none; background: #e8eefb; color: #1f3f7a; }
+a.badge.flag { text-decoration: none; background: #e8eefb; color: #1f3f7a; margin: 1px 4px 1px 0; }
 .error { color: #9b1c1c; font-size: 12px; }
 dl.flaglist { margin: 0; } dl.flaglist dt { font-weight: 600; margin-top: 6px; } dl.flaglist dd { margin: 0 0 0 4px; }
 a { color: var(--accent); }
 .figures { display: flex; flex-wrap: wrap; gap: 16px; } .figures figure { margin: 0; }
-figcaption { font-size: 12px; color: var(--muted); max-width: 640px; }
+figcaption { font-size: 12px; color: var(--muted); max-width: 660px; }
+svg.plot { display: block; font-family: "DejaVu Sans", Verdana, Arial, sans-serif; }
+svg.plot text { font-size: 11px; fill: #333; } svg.plot text.tick { font-size: 10px; fill: #5b6470; }
+svg.plot text.ptitle { font-size: 13px; font-weight: 600; } svg.plot text.legend { font-size: 10px; }
+svg.plot text.label { font-size: 10px; fill: #1d232b; } svg.plot text.label.front { font-weight: 600; fill: #1b6b33; }
+ul.key { columns: 13em auto; column-gap: 18px; list-style: none; padding: 0; margin: 10px 0 0; font-size: 12px; }
+ul.key li { display: flex; break-inside: avoid; margin: 1px 0; } ul.key a { min-width: 0; overflow-wrap: anywhere; }
+ul.key b { flex: none; min-width: 2.2em; text-align: right; margin-right: 6px; font-variant-numeric: tabular-nums; }
 details { border: 1px solid var(--line); border-radius: 6px; margin: 8px 0; padding: 6px 12px; }
 details summary { cursor: pointer; font-weight: 600; }
 .detail { display: flex; flex-wrap: wrap; gap: 20px; margin-top: 8px; }
@@ -804,10 +884,12 @@ SCRIPT = """
   "use strict";
   var table = document.getElementById("standings");
   var body = table.tBodies[0];
+  function number(text) { return text === "inf" ? Infinity : text === "-inf" ? -Infinity : Number(text); }
   function keyOf(row, col) {
     var cell = row.cells[col];
+    if (cell.hasAttribute("data-sort")) { return { missing: false, number: Number(cell.getAttribute("data-sort")) }; }
     var num = cell.querySelector(".num");
-    if (num) { return { missing: false, number: Number(num.getAttribute("data-value")) }; }
+    if (num) { return { missing: false, number: number(num.getAttribute("data-value")) }; }
     var txt = cell.querySelector(".txt");
     var text = txt ? txt.textContent.trim() : "";
     return text === "" || text === "-" ? { missing: true } : { missing: false, text: text };
@@ -816,7 +898,8 @@ SCRIPT = """
     if (a.missing || b.missing) { return a.missing === b.missing ? 0 : (a.missing ? 1 : -1); }
     var an = a.number !== undefined, bn = b.number !== undefined;
     if (an !== bn) { return an ? -1 : 1; }
-    var d = an ? a.number - b.number : a.text.localeCompare(b.text, undefined, { numeric: true });
+    var d = an ? (a.number === b.number ? 0 : a.number < b.number ? -1 : 1)
+               : a.text.localeCompare(b.text, undefined, { numeric: true });
     return dir * d;
   }
   var headers = table.tHead.rows[0].cells;
@@ -832,6 +915,15 @@ SCRIPT = """
       th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
     });
   });
+  // the rank and team columns stay in view when the table scrolls sideways; a header scrolled to is not under them
+  var wrap = table.parentNode;
+  function stickyWidths() {
+    var rank = table.tHead.querySelector('th[data-col="rank"]'), team = table.tHead.querySelector('th[data-col="team"]');
+    table.style.setProperty("--rank-width", rank.offsetWidth + "px");
+    wrap.style.scrollPaddingLeft = (rank.offsetWidth + team.offsetWidth) + "px";
+  }
+  stickyWidths();
+  window.addEventListener("resize", stickyWidths);
   // a team's drill-down opens when a link to it is followed (at once on a click; on load or back, by the hash)
   function openDetails(id) {
     var target = id ? document.getElementById(id) : null;
@@ -860,7 +952,7 @@ TEMPLATE = """<!DOCTYPE html>
 <body>
 {#- a number: data-entry only where it is not the entry of the enclosing row or drill-down (`owner`) -#}
 {%- macro num(n, owner) -%}
-<span class="num" data-value="{{ n.raw }}"{% if n.entry is not none and n.entry != owner %} data-entry="{{ n.entry }}"{% endif %}
+<span class="num" data-value="{{ n.raw }}"{% if n.title %} title="{{ n.title }}"{% endif %}{% if n.entry is not none and n.entry != owner %} data-entry="{{ n.entry }}"{% endif %}
 {%- if n.key %} data-key="{{ n.key }}"{% endif %}{% if n.index is not none %} data-index="{{ n.index }}"{% endif %}
 {%- if n.derived %} data-derived="{{ n.derived }}"{% endif %}>{{ n.text }}</span>
 {%- endmacro -%}
@@ -878,23 +970,28 @@ TEMPLATE = """<!DOCTYPE html>
 </header>
 
 <h2>Standings</h2>
-<p class="muted">Click a column header to sort (again to reverse); a dash is a value that is not there and sorts last.
-Runtimes marked <span class="badge cpu">CPU</span> were not measured on a GPU.</p>
+<p class="muted">Click a column header to sort (again to reverse; Flags sorts by how many); a dash is a value that is not
+there and sorts last. Runtimes marked <span class="badge cpu">CPU</span> were not measured on a GPU. The table scrolls
+sideways with rank and team kept in view.</p>
+{%- for note in table_notes %}
+<p class="caution">{{ note }}</p>
+{%- endfor %}
 <div class="wrap">
 <table id="standings">
-<thead><tr>{% for c in columns %}<th scope="col" data-col="{{ c.id }}" title="{{ c.title }}" aria-sort="{{ 'ascending' if c.id == 'rank' else 'none' }}"><button type="button">{{ c.header }}</button></th>{% endfor %}</tr></thead>
+<thead><tr>{% for c in columns %}<th scope="col" data-col="{{ c.id }}"{% if c.classes %} class="{{ c.classes }}"{% endif %} title="{{ c.title }}" aria-sort="{{ 'ascending' if c.id == 'rank' else 'none' }}"><button type="button">{{ c.header }}</button></th>{% endfor %}</tr></thead>
 <tbody>
 {%- for row in rows %}
 <tr data-entry="{{ row.name }}" data-status="{{ row.status or '' }}"{% if not row.entry %} class="failed"{% endif %}>
 {%- for c in columns %}{% set cell = row.cells[c.id] %}
-<td data-col="{{ c.id }}"{% if c.numeric %} class="n"{% endif %}{% if cell.title %} title="{{ cell.title }}"{% endif %}>
+<td data-col="{{ c.id }}"{% if c.classes %} class="{{ c.classes }}"{% endif %}{% if cell.title %} title="{{ cell.title }}"{% endif %}
+{%- if c.id == 'flags' %} data-sort="{{ row.all_flags|length }}"{% endif %}>
 {%- if c.id == 'flags' -%}
 {%- if not row.entry and row.error %}<span class="error">{{ row.error }}</span>
 {%- else %}{% for f in row.all_flags %}<a class="badge flag" href="#team-{{ row.index }}" title="{{ f.text }}">{{ f.short }}</a>{% endfor %}{% endif -%}
 {%- elif cell.nums -%}{{ nums(cell.nums, row.name) }}
 {%- elif cell.link -%}<a class="txt" href="#{{ cell.link }}">{{ cell.text }}</a>
 {%- else -%}<span class="txt">{{ cell.text }}</span>{%- endif -%}
-{%- if cell.sub %}<span class="sub">{{ cell.sub }}</span>{% endif -%}
+{%- if cell.sub %}<span class="sub" title="{{ cell.sub }}">{{ cell.sub }}</span>{% endif -%}
 {%- for b in cell.badges %}<span class="badge{% if b == 'CPU' %} cpu{% endif %}">{{ b }}</span>{% endfor -%}
 </td>
 {%- endfor %}
@@ -918,10 +1015,15 @@ Runtimes marked <span class="badge cpu">CPU</span> were not measured on a GPU.</
 <h2>Efficiency frontiers</h2>
 <div class="figures">
 {%- for fig in figures %}
-<figure>{% if fig.uri %}<img src="{{ fig.uri }}" alt="{{ fig.alt }}" width="640" height="440">{% else %}<p class="muted">{{ fig.alt }}: nothing to plot.</p>{% endif %}
+<figure>{% if fig.svg %}{{ fig.svg|safe }}{% else %}<p class="muted">{{ fig.alt }}: nothing to plot.</p>{% endif %}
 <figcaption>{{ fig.caption }}</figcaption></figure>
 {%- endfor %}
 </div>
+{%- if plotted %}
+<p class="muted">Each point is numbered by its team's row in the standings as first shown: a ranked team's number is
+its rank. Hover a point for its name and figures.</p>
+<ul class="key">{% for r in plotted|sort(attribute="index") %}<li><b>{{ r.index + 1 }}</b><a href="#team-{{ r.index }}">{{ r.name }}</a></li>{% endfor %}</ul>
+{%- endif %}
 
 <h2>Per team</h2>
 {%- for row in rows if row.entry %}
@@ -991,6 +1093,7 @@ def render_results_page(results: Mapping[str, Mapping[str, Any]], *, status: Map
     rows = _rows(results, status)
     rank_notes, reference = _rank(rows, rules)
     notes = list(rules.notes) + rank_notes
+    table_notes = _environments(rows)
     rows = _order(rows)
     baseline = next((r for r in rows if r.key is not None and r.key == rules.baseline), None)
     columns = _columns(rows, rules, status is not None)
@@ -1010,9 +1113,10 @@ def render_results_page(results: Mapping[str, Mapping[str, Any]], *, status: Map
                 f"{f'; baseline {rules.baseline}' if rules.baseline else ''}.")
     if title is None:
         title = f"NTIRE {rules.year.year} Efficient SR — results" if rules.year else "Efficient SR — results"
+    figures, plotted = _figures(rows, rules, reference)
     return _ENV.from_string(TEMPLATE).render(
-        title=title, subtitle=subtitle, notes=notes, columns=columns, rows=rows, figures=_figures(rows, rules, reference),
-        baseline_name=rules.baseline, style=STYLE, script=SCRIPT, style_hash=_csp_hash(STYLE),
+        title=title, subtitle=subtitle, notes=notes, table_notes=table_notes, columns=columns, rows=rows,
+        figures=figures, plotted=plotted, baseline_name=rules.baseline, style=STYLE, script=SCRIPT, style_hash=_csp_hash(STYLE),
         script_hash=_csp_hash(SCRIPT))
 
 

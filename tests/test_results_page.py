@@ -7,6 +7,7 @@ from __future__ import annotations
 import html.parser
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,25 @@ def test_score_from_ratios_is_the_published_formula() -> None:
     assert score.params[1] == pytest.approx(5.0)
     assert score.final[1] == pytest.approx(0.7 * 3 + 0.15 * 2 + 0.15 * 5)  # 3.15
     assert np.isnan(score_from_ratios([np.nan], [1.0], [1.0]).final[0])
+
+
+def test_a_score_beyond_the_largest_float_is_inf_and_every_finite_score_is_unchanged() -> None:
+    """exp(2·ratio) overflows a float past a ratio of about 354.9 (math.exp raises OverflowError there): the
+    score is inf, silently, and ln(score) still orders such teams; a finite score is the formula's to the bit."""
+    with pytest.raises(OverflowError):
+        math.exp(2 * 400.0)
+    ratios = [1.0, 354.0, 400.0, 500.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning either
+        score = score_from_ratios(ratios, [1.0] * 4, [1.0] * 4)
+    assert score.runtime[1] == math.exp(2 * 354.0) and math.isfinite(score.final[1])
+    assert score.final[1] == 0.7 * math.exp(708.0) + 0.15 * math.e ** 2 + 0.15 * math.e ** 2
+    assert math.isinf(score.final[2]) and math.isinf(score.final[3]) and math.isinf(score.runtime[2])
+    assert score.log_final[0] == pytest.approx(2.0, rel=1e-15)
+    # ln(0.7·e^800 + 0.3·e^2) = ln(0.7) + 800 to double precision
+    assert score.log_final[2] == pytest.approx(math.log(0.7) + 800.0, rel=1e-15)
+    assert score.log_final[2] < score.log_final[3]
+    assert np.isnan(score_from_ratios([np.nan], [1.0], [1.0]).log_final[0])
 
 
 def test_track_ranks_reproduce_every_published_rank_of_table3() -> None:
@@ -338,3 +358,104 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(KitError, match="cannot write .*results.html: disk full"):
         write_results_page(path, {"x": entry(1.0, 27.0, 0.1, 1.0)})
     assert path.read_text(encoding="utf-8") == first and [p.name for p in tmp_path.iterdir()] == ["results.html"]
+
+
+# ---------------------------------------------------------------------------------------------
+# a real round: slow teams, several environments, entries of another convention, 40 points to label
+
+
+def test_a_score_that_overflows_is_said_in_words_and_ranked_last() -> None:
+    """Runtimes of 100x and 400x the baseline's: scores of about e^200 and beyond a float. Shown as "> 1e6" and
+    "overflow" (never 64 digits), their data-value the raw value ('inf'), ranked after every finite score."""
+    results = round_2025()
+    results["04_Slow"] = entry(20.0 * 100, 27.2, 0.25, 16.0)
+    results["05_Slower"] = entry(20.0 * 400, 27.2, 0.25, 16.0)
+    results["06_Slowest"] = entry(20.0 * 500, 27.2, 0.25, 16.0)
+    page = parse(render_results_page(results))
+    slow, slower = page.rows["04_Slow"]["score"]["nums"][0], page.rows["05_Slower"]["score"]["nums"][0]
+    assert slow["text"] == "> 1e6" and float(slow["data-value"]) == pytest.approx(0.7 * math.exp(200.0) + 0.3 * math.e ** 2)
+    assert slower["text"] == "overflow" and slower["data-value"] == "inf" and "largest float" in slower["title"]
+    assert [value(page, k, "rank") for k in ("01_A", "02_B", "04_Slow", "05_Slower", "06_Slowest")] == [1, 2, 3, 4, 5]
+    assert value(page, "01_A", "score") == pytest.approx(3.15, rel=1e-12)  # the finite scores: as before
+
+
+def environment(torch: str = "2.13.0+cu124", **packages: str) -> dict[str, Any]:
+    return {"python": "3.11.7", "torch": torch, "platform": "Linux-5.15.0-105-generic-x86_64-with-glibc2.35",
+            "packages": packages}
+
+
+def test_teams_measured_under_two_torch_versions_are_ranked_together_under_a_note() -> None:
+    results = round_2025()
+    for key in results:
+        results[key]["environment"] = environment()
+    results["02_B"]["environment"] = environment("2.5.1+cu124")
+    results["01_A"]["environment"] = environment(einops="0.8.1")
+    results["04_D"] = entry(15.0, 27.1, 0.2, 10.0, environment=environment(einops="0.7.0"))
+    results["05_Old"] = entry(18.0, 27.1, 0.2, 10.0, torch_version="2.5.1+cu124")  # before `environment`
+    text = render_results_page(results)
+    page = parse(text)
+    note = re.search(r'<p class="caution">(Measured under 2 environments[^<]*)</p>', text)
+    assert note is not None, "no note above the table"
+    assert "A: Python 3.11.7, torch 2.13.0+cu124, Linux-5.15.0-105-generic-x86_64-with-glibc2.35 — 4 entries" in note[1]
+    assert "B: Python 3.11.7, torch 2.5.1+cu124, Linux-5.15.0-105-generic-x86_64-with-glibc2.35 — 2 entries (02_B, 05_Old)" in note[1]
+    assert text.index("Measured under 2 environments") < text.index('<table id="standings">')
+    assert "einops at 2 versions: 0.8.1 (01_A); 0.7.0 (04_D)." in text  # the first: the most used, or the first seen
+    for key in ("02_B", "05_Old"):
+        assert "other environment" in page.rows[key]["flags"]["text"], key
+    assert "other environment" not in page.rows["01_A"]["flags"]["text"]
+    assert value(page, "02_B", "rank") in (1, 2, 3, 4)  # ranked, with the note shown
+    assert "torch 2.5.1+cu124" in text.split('id="team-')[1 + page.order.index("02_B")]  # in its drill-down
+    one = render_results_page({k: dict(v, environment=environment()) for k, v in round_2025().items()})
+    assert "environments" not in one and "other environment" not in one
+
+
+def test_an_entry_of_another_convention_and_data_is_flagged_and_not_ranked() -> None:
+    """A 2023-convention entry (hook FLOPs, Set5) kept by merge --allow_mixed in a 2025 round: the year is still
+    2025 (the baseline's), the entry is flagged in words, not ranked, not plotted, no ratio to the baseline."""
+    results = round_2025()
+    for key in results:
+        results[key].update(data_dir="/data/DIV2K_LSDIR", data_fingerprint="f" * 32)
+    results["07_Old"] = entry(12.0, 32.1, 0.3, 20.0, convention="NTIRE 2023", layout="benchmark",
+                              flops_counter="official hook counter (2022-2023)", data_dir="/data/Set5",
+                              data_fingerprint="5" * 32)
+    text = render_results_page(results)
+    page = parse(text)
+    assert "NTIRE 2025 rules" in text and "No challenge year" not in text
+    old = page.rows["07_Old"]
+    assert "other data" in old["rank"]["text"] and not old["rank"]["nums"] and not old["ratio"]["nums"]
+    assert "measured otherwise than 00_EFDN_baseline: results_convention NTIRE 2023, not NTIRE 2025" in text
+    assert "data /data/Set5 (valid 1 images), not /data/DIV2K_LSDIR (valid 1 images)" in text
+    assert [value(page, k, "rank") for k in ("01_A", "02_B")] == [1, 2]
+    assert 'data-entry="07_Old"' not in text.split('<h2>Efficiency frontiers</h2>')[1].split("<h2>Per team")[0]
+    # another data set alone (the same convention) is refused just the same
+    results["07_Old"] = dict(results["01_A"], data_fingerprint="5" * 32)
+    assert "other data" in parse(render_results_page(results)).rows["07_Old"]["rank"]["text"]
+
+
+def test_the_runtime_axis_is_logarithmic_and_every_column_sorts() -> None:
+    results = round_2025()
+    results["04_Slow"] = entry(20.0 * 100, 27.2, 0.25, 16.0)
+    text = render_results_page(results)
+    plots = re.findall(r'<svg class="plot".*?</svg>', text, re.S)
+    assert len(plots) == 2 and "(log scale)" in plots[0]
+    ticks = re.findall(r'<text class="tick"[^>]*text-anchor="middle">([^<]*)</text>', plots[0])
+    assert ticks == ["1", "10", "100", "1000"]  # runtimes from 1 ms (03_C) to 2000 ms: decades
+    assert 'data-col="flags" data-sort="' in text  # Flags sorts by how many
+
+
+def test_forty_labels_crowded_together_never_overlap() -> None:
+    """60 points in a clump: every label placed clear of every other label and every point, or not at all."""
+    from esrkit.frontier_svg import Box, label_size, place_labels
+
+    rng = np.random.default_rng(0)
+    xy = [(float(x), float(y)) for x, y in zip(rng.normal(300, 25, 60), rng.normal(200, 20, 60))]
+    labels = [str(i + 1) for i in range(60)]
+    area = Box(58, 40, 646, 394)
+    placed = place_labels(xy, labels, area)
+    boxes = [p.box for p in placed if p is not None]
+    assert len(boxes) == 60  # room enough: every point numbered
+    for i, a in enumerate(boxes):
+        assert a.inside(area)
+        assert not any(a.overlaps(b) for b in boxes[i + 1:])
+        assert not any(a.overlaps(Box(x - 4.5, y - 4.5, x + 4.5, y + 4.5)) for x, y in xy)
+    assert label_size("10")[0] >= 2 * 0.64 * 10  # wide enough for two digits of the page's font

@@ -155,13 +155,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     "beside the inputs into DIR/batch_status.json. A key held by several inputs must hold the same "
                     f"figures in each: equal on every key except {', '.join(BOOKKEEPING)} and *{BOOKKEEPING_SUFFIX} "
                     "(bookkeeping); otherwise the merge is refused, naming the key and both files, unless --prefer "
-                    "says which wins. Nothing is written unless every key is settled.")
+                    "says which wins. Entries of another year's results convention, FLOPs counter or data than the "
+                    "baseline's (else most entries') are refused unless --allow_mixed. Nothing is written unless "
+                    "every key is settled.")
     merge.add_argument("inputs", nargs="+", type=Path, help="results.json files (or the folders that hold them)")
     merge.add_argument("--out", type=Path, required=True,
                        help="the folder to write; if it already holds a results.json, that file must be an input")
     merge.add_argument("--prefer", default=None, choices=PREFER,
                        help="when one key holds different figures: newest (its 'date'; a tie: the later input), "
                             "first or last (input order)")
+    merge.add_argument("--allow_mixed", action="store_true",
+                       help="keep entries of another results convention, FLOPs counter or data set (the results "
+                            "page marks them and leaves them unranked) instead of refusing the merge")
     add_spec_command(sub)
 
     scoring = sub.add_parser(
@@ -327,7 +332,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
 
 def run_merge_command(args: argparse.Namespace) -> int:
-    result = run_merge(args.inputs, args.out, args.prefer)
+    result = run_merge(args.inputs, args.out, args.prefer, args.allow_mixed)
     notes = []
     if result.identical:
         notes.append(f"{len(result.identical)} held identically by several inputs")
@@ -340,6 +345,10 @@ def run_merge_command(args: argparse.Namespace) -> int:
     mix = device_mix(result.entries.values())
     if mix is not None:
         print(f"warning: the entries were {mix}", file=sys.stderr)
+    if result.mixed:
+        print(f"warning: --allow_mixed kept {len(result.mixed)} entr{'y' if len(result.mixed) == 1 else 'ies'} "
+              f"measured otherwise than {result.reference} ({', '.join(result.mixed)}): the results page marks "
+              "them and does not rank them", file=sys.stderr)
     write_page(args.out, None)
     return EXIT_OK
 

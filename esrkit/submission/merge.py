@@ -10,21 +10,30 @@ figures" means equal on every key but :data:`BOOKKEEPING` and ``*_wall_s`` (when
 written, how long the whole pass took): runtimes are figures, so one team timed twice is two
 different entries.
 
+Entries that do not rank together -- another year's results convention, another FLOPs counter, other
+data (:mod:`esrkit.comparability`) than the round's baseline (else than the entry most others agree
+with) -- are refused, one line naming each and what differs, unless ``allow_mixed``: then they are kept,
+and the results page marks them and leaves them unranked.
+
 Nothing is written unless every input reads and every key is settled; the output folder's
 results.json and results.txt are replaced together (:class:`esrkit.results.ResultsFiles`), its
 batch_status.json atomically, each under the folder's lock. An output folder that already holds
-results is merged into only when it is one of the inputs (nothing of it is replaced silently).
+results is merged into only when it is one of the inputs (nothing of it is replaced silently). A merge
+that fails removes the output folder it created (never one that was there before).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from esrkit.atomic import atomic_write
+from esrkit.comparability import describe_setting, mismatches, reference_key
 from esrkit.errors import KitError
 from esrkit.results import JSON_NAME, ResultsFiles, folder_lock, read_results
 from esrkit.submission.batch import OK, STATUS_NAME, read_status
@@ -32,6 +41,7 @@ from esrkit.submission.batch import OK, STATUS_NAME, read_status
 PREFER = ("newest", "first", "last")
 BOOKKEEPING = ("date",)  # and every key ending in BOOKKEEPING_SUFFIX
 BOOKKEEPING_SUFFIX = "_wall_s"
+SHOWN = 6  # entries (or keys) a one-line message names before "and N more"
 
 
 def figure_keys(entry: Any) -> dict[str, Any]:
@@ -50,6 +60,10 @@ def differing_keys(a: Any, b: Any) -> list[str]:
 _MISSING = object()
 
 
+def _first_few(items: Sequence[str]) -> str:
+    return ", ".join(items[:SHOWN]) + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
 def _date(entry: Any, key: str, source: Path) -> datetime.datetime:
     value = entry.get("date") if isinstance(entry, dict) else None
     try:
@@ -64,7 +78,8 @@ def _date(entry: Any, key: str, source: Path) -> datetime.datetime:
 @dataclass
 class MergeResult:
     """What a merge wrote: the entries (each with the input it came from), the keys settled by ``--prefer``,
-    the keys several inputs held identically, and the batch_status records merged."""
+    the keys several inputs held identically, the batch_status records merged, and the entries kept by
+    ``allow_mixed`` though measured otherwise than ``reference`` (each with how)."""
 
     entries: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, Path] = field(default_factory=dict)
@@ -72,6 +87,8 @@ class MergeResult:
     identical: list[str] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     status_files: list[Path] = field(default_factory=list)
+    reference: str | None = None
+    mixed: dict[str, list[str]] = field(default_factory=dict)
 
 
 def input_paths(inputs: Sequence[Path]) -> list[Path]:
@@ -109,7 +126,7 @@ def merge_entries(paths: Sequence[Path], prefer: str | None = None) -> MergeResu
                     result.sources[key] = path
                 continue
             if prefer is None:
-                shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+                shown = _first_few(differ)
                 raise KitError(f"{key}: {kept_from} and {path} hold different figures ({shown}): choose which wins "
                                f"with --prefer newest|first|last, or leave one file out; nothing was written")
             if prefer == "last" or (prefer == "newest" and _date(entry, key, path) >= _date(kept, key, kept_from)):
@@ -152,21 +169,67 @@ def check_output(out: Path, paths: Sequence[Path]) -> None:
                        f"empty --out")
 
 
-def run_merge(inputs: Sequence[Path], out: Path, prefer: str | None = None) -> MergeResult:
+def check_mixed(result: MergeResult, allow_mixed: bool) -> None:
+    """Refuse entries measured otherwise than the reference (see the module docstring) unless ``allow_mixed``;
+    either way ``result`` records them."""
+    result.reference = reference_key(result.entries)
+    result.mixed = mismatches(result.entries, result.reference)
+    if not result.mixed or allow_mixed:
+        return
+    named = [f"{k} in {result.sources[k]} ({'; '.join(how)})" for k, how in result.mixed.items()]
+    reference = result.entries[result.reference]
+    raise KitError(f"entries measured otherwise than {result.reference} in {result.sources[result.reference]} "
+                   f"({describe_setting(reference)}): {_first_few(named)}: their figures do not rank together; "
+                   f"leave them out, or keep them with --allow_mixed (the results page marks them and does not "
+                   f"rank them); nothing was written")
+
+
+def check_out_folder(out: Path) -> None:
+    """``--out`` names a folder, or a place one can be made."""
+    for place in (out, *out.parents):
+        if place.exists() and not place.is_dir():
+            hint = f" (--out {out.parent} writes {out.parent / JSON_NAME})" if place == out and out.name == JSON_NAME else ""
+            raise KitError(f"--out {out}: {place} is a file, not a folder: give --out a folder, where merge writes "
+                           f"{JSON_NAME}, results.txt and {STATUS_NAME}{hint}")
+        if place.exists():
+            break
+
+
+def _make_out(out: Path) -> Path | None:
+    """Make ``out``; the topmost folder made (to remove if the merge fails), None when it was there."""
+    made = next((p for p in reversed((out, *out.parents)) if not p.exists()), None)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KitError(f"--out {out} cannot be created ({exc.strerror or exc}): choose another --out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise KitError(f"--out {out} is not writable: choose another --out")
+    return made
+
+
+def run_merge(inputs: Sequence[Path], out: Path, prefer: str | None = None, allow_mixed: bool = False) -> MergeResult:
     """Merge the inputs into ``out`` (see the module docstring)."""
     paths = input_paths(inputs)
     out = Path(out).expanduser()
-    results = ResultsFiles(out)
-    results.preflight()
+    check_out_folder(out)
     check_output(out, paths)
     result = merge_entries(paths, prefer)
+    check_mixed(result, allow_mixed)
     merge_status(paths, result)
-    values = [v for v in result.entries.values() if isinstance(v, dict)]
-    results.include_test = any("test_ave_runtime" in v for v in values)
-    results.hybrid_test = any("hybrid_test_ave_runtime" in v for v in values) and not any(
-        "valid_ave_runtime" in v for v in values)
-    results.merge(result.entries)
-    if result.status:
-        with folder_lock(out):
-            atomic_write(out / STATUS_NAME, json.dumps(result.status, indent=2) + "\n")
+    made = _make_out(out)
+    try:
+        results = ResultsFiles(out)
+        results.preflight()
+        values = [v for v in result.entries.values() if isinstance(v, dict)]
+        results.include_test = any("test_ave_runtime" in v for v in values)
+        results.hybrid_test = any("hybrid_test_ave_runtime" in v for v in values) and not any(
+            "valid_ave_runtime" in v for v in values)
+        results.merge(result.entries)
+        if result.status:
+            with folder_lock(out):
+                atomic_write(out / STATUS_NAME, json.dumps(result.status, indent=2) + "\n")
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
     return result
