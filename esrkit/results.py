@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import os
 import statistics
@@ -35,6 +34,7 @@ from esrkit import __version__, environment
 from esrkit.atomic import replace_together
 from esrkit.challenge import Convention
 from esrkit.device import device_name
+from esrkit.digests import entry_digest
 from esrkit.errors import KitError
 from esrkit.evaluation import SplitRecord
 from esrkit.fingerprint import data_fingerprint as fingerprint_of
@@ -133,9 +133,10 @@ def fast_keys(r: SplitRecord, ref: SplitRecord) -> dict[str, Any]:
     return keys
 
 
-def entry_record(run: EntryRun, data_fingerprint: str | None = None) -> dict[str, Any]:
+def entry_record(run: EntryRun, data_fingerprint: str | None = None, with_environment: bool = True) -> dict[str, Any]:
     """The results.json entry of a run: the official keys, then this kit's extras (never instead of them).
-    ``data_fingerprint``: the data's digest, when the caller has it already."""
+    ``data_fingerprint``: the data's digest, when the caller has it already; ``with_environment`` False leaves the
+    software environment out (a batch adds it itself, once: :mod:`esrkit.environment`)."""
     record: dict[str, Any] = {}
     for r in run.records:
         record.update(split_keys(r))
@@ -168,8 +169,9 @@ def entry_record(run: EntryRun, data_fingerprint: str | None = None) -> dict[str
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         kit_version=__version__,
         torch_version=torch.__version__,
-        environment=environment.describe(entry.source),
     )
+    if with_environment:
+        record["environment"] = environment.describe(entry.source)
     if entry.renamed:  # the key spells the name safely ([FEAN] -> FEAN): the name as given, for display
         record["display_name"] = entry.name
     if entry.notes:
@@ -361,9 +363,3 @@ class Merged:
     restored: list[str]  # entries put back as the kit had written them
     txt_changed: bool  # results.txt differed from what results.json gives (it was written again)
 
-
-def entry_digest(entry: Any) -> str:
-    """SHA-256 of a results entry as written (canonical JSON): what the kit keeps of each entry it writes, to tell
-    its own figures from an edit made by anything else."""
-    text = json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

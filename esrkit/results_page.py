@@ -46,6 +46,7 @@ from esrkit.atomic import atomic_write
 from esrkit.challenge import FVCORE, HOOKS, YEARS, Year, year_rules
 from esrkit.comparability import (BASELINE_KEY, Environment, baseline_of, convention_years, counter_of,
                                   environment_groups, mismatches, package_versions, reference_key)
+from esrkit.digests import entry_digest
 from esrkit.errors import KitError
 from esrkit.frontier_svg import BASE, FRONT, POINT, Point, frontier_svg
 from esrkit.ranking import score_from_ratios, track_ranks, ordinal
@@ -230,6 +231,7 @@ class Row:
     status: str | None = None
     error: str = ""
     odd: bool = False
+    changed: bool = False  # its entry is not what the kit wrote (the digest in batch_status.json differs)
     flags: list["Flag"] = field(default_factory=list)  # found while ranking
     runtime: Num | None = None  # the runtime ranked (valid, or the mean of valid and test)
     not_ranked: str = ""  # why this row has no rank, in a word or two
@@ -298,9 +300,11 @@ def _rows(results: Mapping[str, Any], status: Mapping[str, Mapping[str, Any]] | 
     rows = []
     for key, entry in results.items():
         label, info = by_key.get(key, (key, {}))
+        digest = info.get("digest")
         row = Row(key=str(key), label=label, entry=entry if isinstance(entry, Mapping) else {},
                   odd=not isinstance(entry, Mapping),
-                  status=None if status is None else str(info.get("status") or "-"), error=str(info.get("error") or ""))
+                  status=None if status is None else str(info.get("status") or "-"), error=str(info.get("error") or ""),
+                  changed=isinstance(digest, str) and digest != entry_digest(entry))
         rows.append(row)
     return rows + orphans
 
@@ -381,6 +385,8 @@ def _exclude(rows: list[Row], baseline: Row | None, reference: Device | None, ye
     for r in rows:
         if not r.entry:
             r.not_ranked = "not measured" if not r.odd else "unreadable"
+        elif r.changed:
+            r.not_ranked = "changed outside the kit"
         elif r is baseline:
             r.not_ranked = "baseline"
         elif r.mismatch:
@@ -570,6 +576,19 @@ def _flags(row: Row) -> list[Flag]:
     if row.status == "-":
         flags.append(Flag("not in this batch", "batch_status.json has no line for it: measured outside this batch, "
                                                "or kept from before a re-run that failed"))
+    if row.changed:
+        flags.append(Flag("changed outside the kit", "its results.json entry is not what the kit wrote (its digest in "
+                                                     "batch_status.json differs): not the kit's figure, not ranked; "
+                                                     "measure it again with batch --refresh missing"))
+    if e.get("confined") is False:
+        flags.append(Flag("unconfined", "measured with --unconfined: the team's code ran with the organiser's rights, "
+                                        "outside the sandbox"))
+    for split in ("valid", "test"):
+        if e.get(f"{split}_deterministic") is False:
+            spread = _finite(e.get(f"{split}_psnr_spread"))
+            flags.append(Flag("not deterministic", f"the same input twice gave different outputs ({split}); its PSNR "
+                                                   f"spread over {len(e.get(f'{split}_psnr_runs') or [])} runs: "
+                                                   f"{'?' if spread is None else f'{spread:.4f}'} dB"))
     varies = e.get("complexity_input_dependent")
     if isinstance(varies, Mapping) and varies:
         changes = "; ".join(f"{k} {' vs '.join(f'{v:,}' if isinstance(v, int) else str(v) for v in vals)}"

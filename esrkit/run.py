@@ -8,7 +8,7 @@ hard-codes CUDA runs on the CPU too.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -43,6 +43,9 @@ class RunOptions:
     tile_overlap: int | None = None
     fast: FastOptions | None = None
     progress: Progress = field(default=QUIET, compare=False)
+    # Around the timed part of the run -- moving the model to its device and every pass over the images -- for a
+    # caller that must have the machine to itself there (a batch's team process: nothing else of the batch runs).
+    timed_phase: Callable[[], AbstractContextManager[None]] = field(default=nullcontext, compare=False)
 
 
 @dataclass
@@ -97,28 +100,29 @@ def run_entry(entry: Entry, splits: Sequence[Split], convention: Convention, opt
             progress.write(f"warning: no {counter} FLOPs: {why}")
         if complexity.varies:
             progress.write(f"warning: {entry.name}: {complexity.probe_note()}")
-        model = prepare_model(loaded.model, device)
-        evaluator = Evaluator(
-            model, scale=entry.scale, data_range=entry.data_range, device=device,  # type: ignore[arg-type]
-            tile=options.tile if options.tile is not None else entry.tile,
-            tile_overlap=options.tile_overlap if options.tile_overlap is not None else entry.tile_overlap,
-            metrics=selected(ssim=options.ssim), warm_runs=options.warm_runs, warm_images=options.warm_images,
-            loop=options.loop,
-            progress=progress, source=f"{entry.name} with {loaded.weights}",
-        )
         staged = StagedFolder(save_root, carried_files(save_root)) if save_root is not None else nullcontext(sr_dir)
         with staged as staging:
             if save_root is not None:  # which data its images come from, and which files are the kit's
                 write_marker(staging, DataIdentity.of(splits, data_fingerprint), splits)
-            records = [evaluator.run(split, None if staging is None else staging / split.name) for split in splits]
             fast: list[SplitRecord] = []
             engine, fast_error = None, None
-            if options.fast is not None:
-                try:
-                    fast, engine = run_fast(evaluator, options.fast, splits)
-                except (KitError, RuntimeError) as exc:  # an extra pass: its failure does not void the challenge run
-                    fast_error = first_line(exc)
-                    progress.write(f"warning: the fast pass failed ({fast_error}); the challenge figures stand")
+            with options.timed_phase():
+                model = prepare_model(loaded.model, device)
+                evaluator = Evaluator(
+                    model, scale=entry.scale, data_range=entry.data_range, device=device,  # type: ignore[arg-type]
+                    tile=options.tile if options.tile is not None else entry.tile,
+                    tile_overlap=options.tile_overlap if options.tile_overlap is not None else entry.tile_overlap,
+                    metrics=selected(ssim=options.ssim), warm_runs=options.warm_runs, warm_images=options.warm_images,
+                    loop=options.loop,
+                    progress=progress, source=f"{entry.name} with {loaded.weights}",
+                )
+                records = [evaluator.run(split, None if staging is None else staging / split.name) for split in splits]
+                if options.fast is not None:
+                    try:
+                        fast, engine = run_fast(evaluator, options.fast, splits)
+                    except (KitError, RuntimeError) as exc:  # an extra pass: its failure does not void the challenge run
+                        fast_error = first_line(exc)
+                        progress.write(f"warning: the fast pass failed ({fast_error}); the challenge figures stand")
             run = EntryRun(entry, loaded, convention.key(entry), convention, device, complexity, list(splits),
                            records, fast, engine, fast_error)
             if finish is not None:

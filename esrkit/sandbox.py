@@ -8,7 +8,8 @@ What a confined team process sees (:meth:`Sandbox.command`):
   site-packages), the kit's own packages, and what its :class:`View` names -- the team's model file, its weights,
   the data -- and nothing else: not the organiser's home, not the results folder, not the other teams' files;
 - **writable**: its own scratch folder (its ``HOME``, ``TMPDIR`` and working folder) and its own SR output
-  folder, nothing else (``/tmp`` is a private, empty one);
+  folder, nothing else (``/tmp`` is a private, empty, read-only one; so are the folders made above each path it
+  sees);
 - **no network** (a network namespace of its own: only a loopback nobody else listens on), **its own PID
   namespace** (it sees and can signal only its own processes; whatever it leaves running is killed when it
   ends), its own IPC and host name, **no capabilities**, user id 65534 (``nobody``) inside, and it is killed
@@ -47,15 +48,20 @@ class SandboxUnavailable(KitError):
     """No sandbox can be had here: the message names why, the fix, and the opt-out."""
 
 
+CONFINED_ENV = "ESRKIT_CONFINED"  # set inside a sandbox the kit made: a command there runs as it is
+
+
 @dataclass(frozen=True)
 class View:
     """What one confined process may see beyond the system and the Python environment: ``readable`` paths
     (files or folders), ``writable`` folders, and ``workdir``, its scratch (writable: its home, temporary
-    files and working folder). Each is visible at the path it has outside."""
+    files and working folder unless ``cwd`` names another: the folder relative paths are read from, which
+    then exists, empty but for what the view binds in it). Each is visible at the path it has outside."""
 
     workdir: Path
     readable: tuple[Path, ...] = ()
     writable: tuple[Path, ...] = ()
+    cwd: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -90,10 +96,33 @@ class Sandbox:
         variables = kept_environment()
         variables.update(HOME=str(view.workdir), TMPDIR=str(view.workdir), PYTHONPATH=str(kit_root()),
                          PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
-        variables.update(env or {})
+        variables.update({CONFINED_ENV: "1", **(env or {})})
         for name, value in variables.items():
             args += ["--setenv", name, value]
-        return args + ["--chdir", str(view.workdir), "--", *argv]
+        cwd = view.cwd or view.workdir
+        # The sandbox's own root (where the folders above each bound path are made) read-only too: nothing can be
+        # written beside a bound path, not even into the sandbox's private copy of a folder.
+        return args + ["--dir", str(cwd), "--remount-ro", "/tmp", "--remount-ro", "/", "--chdir", str(cwd), "--", *argv]
+
+    def run(self, argv: Sequence[str], view: View, env: Mapping[str, str] | None = None) -> int:
+        """Run ``argv`` confined to ``view``, its input and output this process's (a command of the kit run on a
+        team's code for someone else: ``check``); its exit code (a signal N as 128 + N)."""
+        return subprocess.run(self.command(argv, view, env)).returncode
+
+
+def confined_here() -> bool:
+    """Whether this process runs inside a sandbox the kit made (so a command runs as it is, not confined again)."""
+    return os.environ.get(CONFINED_ENV) == "1"
+
+
+def readable_tree(folder: Path) -> list[Path]:
+    """A data folder and the folders its symbolic links lead to (a split assembled from links), all to be visible."""
+    folder = Path(os.path.abspath(folder))
+    found = {folder}
+    for path in folder.rglob("*") if folder.is_dir() else ():
+        if path.is_symlink():
+            found.add(Path(os.path.realpath(path)).parent)
+    return sorted(found)
 
 
 def kept_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -29,8 +29,9 @@ How :func:`count` costs two forwards where the official kits need three, without
    fvcore's jit tracer runs the model: hooks fire during tracing, and they run with the tracer
    paused, so nothing of theirs enters the traced graph: fvcore's figures are those of a trace
    without them. A model fvcore cannot trace gets a plain forward for the hook counts instead.
-2. **One forward for the second probe**: the hook counter, with ptflops riding on it (ptflops reads
-   shapes only, so which probe it runs on does not matter for a network that does not route).
+2. **One forward for the second probe**, a real LR photo (not noise: uniform noise has the official probe's
+   mean, so a branch on the input's mean would go the same way on both): the hook counter, with ptflops riding on
+   it (ptflops reads shapes only, so which probe it runs on does not matter for a network that does not route).
 3. **fvcore runs again only where the probes differ.** Both forwards record their *trail*: every
    torch function called inside the model, with the shapes (and plain arguments) it was given and
    gave back, and every module call with its output shape. Every counter here is a function of what
@@ -319,12 +320,15 @@ class _Recorder(TorchFunctionMode):
         return OfficialCounts(count_params(self.model), self.flops, self.activations, self.num_conv)
 
 
-def _random_input(input_shape: tuple[int, ...], seed: int = probe.SEED) -> torch.Tensor:
-    """``torch.rand(1, *input_shape)`` as the kits draw it, seeded so a run is reproducible."""
-    return probe.seeded_rand(tuple(input_shape), seed)
+def _random_input(input_shape: tuple[int, ...], which: int | str = probe.SEED) -> torch.Tensor:
+    """``torch.rand(1, *input_shape)`` as the kits draw it, seeded so a run is reproducible; or, for
+    :data:`probe.PHOTO_PROBE`, a real LR image of that size (the second probe)."""
+    if which == probe.PHOTO_PROBE:
+        return probe.photo_lr(input_shape[1], input_shape[2])
+    return probe.seeded_rand(tuple(input_shape), int(which))
 
 
-def _watched(subject: _Subject, seed: int, forward: Callable[[nn.Module, torch.Tensor], T],
+def _watched(subject: _Subject, seed: int | str, forward: Callable[[nn.Module, torch.Tensor], T],
              input_shape: tuple[int, ...] = INPUT_SHAPE) -> tuple[OfficialCounts, tuple, T]:
     """``forward(model, probe)`` on the model as given, with the official counter and the trail recorder on: the
     official counts, the trail and what ``forward`` returned."""
@@ -478,7 +482,7 @@ class Complexity:
         text = f"counted on {probe.describe()}"
         if self.varies:
             changes = "; ".join(f"{k} {a:,} vs {b:,}" for k, (a, b) in self.varies.items())
-            text += (f"; INPUT-DEPENDENT: on a second probe (seed {probe.SECOND_SEED}) {changes} -- the official "
+            text += (f"; INPUT-DEPENDENT: on a second probe ({probe.PHOTO_TEXT}) {changes} -- the official "
                      f"kits' unseeded probes give a different number on every run for this network")
         return text
 
@@ -506,7 +510,7 @@ def _attempt(counter: str, errors: dict[str, str], run: Callable[[], T]) -> T | 
     return None
 
 
-def _plain_pass(subject: _Subject, seed: int, errors: dict[str, str], with_ptflops: bool = False) -> _Pass:
+def _plain_pass(subject: _Subject, seed: int | str, errors: dict[str, str], with_ptflops: bool = False) -> _Pass:
     """The hook counts of a plain forward on ``seed``, with ptflops riding on it when asked (if ptflops fails, the
     reason goes into ``errors`` and a forward of its own gives the hook counts)."""
     if with_ptflops:
@@ -521,7 +525,7 @@ def _plain_pass(subject: _Subject, seed: int, errors: dict[str, str], with_ptflo
     return _Pass(official, trail)
 
 
-def _traced_pass(subject: _Subject, seed: int, errors: dict[str, str]) -> _Pass | None:
+def _traced_pass(subject: _Subject, seed: int | str, errors: dict[str, str]) -> _Pass | None:
     """The hook counts and fvcore's from one traced forward on ``seed``; None (reason in ``errors``) if it fails."""
     done = _attempt("fvcore", errors, lambda: _watched(subject, seed, _fvcore_forward))
     return None if done is None else _Pass(done[0], done[1], fvcore=done[2], traced=True)
@@ -557,7 +561,7 @@ def _count(subject: _Subject, with_fvcore: bool, with_ptflops: bool, second_prob
         if with_ptflops:
             ptflops = _plain_pass(subject, probe.SEED, errors, with_ptflops=True).ptflops
     else:
-        second = _plain_pass(subject, probe.SECOND_SEED, errors, with_ptflops)
+        second = _plain_pass(subject, probe.PHOTO_PROBE, errors, with_ptflops)
         if (second.official, second.trail) == (first.official, first.trail):
             ptflops = second.ptflops  # same operations on the same shapes: ptflops counts the first probe alike
         else:  # routed by the input, or traced differently: each counter on its own forward
@@ -565,7 +569,7 @@ def _count(subject: _Subject, with_fvcore: bool, with_ptflops: bool, second_prob
                 again = _plain_pass(subject, probe.SEED, errors, with_ptflops)
                 official, ptflops = again.official, again.ptflops
             varies = _changes(official, second.official)
-            fvcore_second = _traced_pass(subject, probe.SECOND_SEED, {}) if fvcore is not None else None
+            fvcore_second = _traced_pass(subject, probe.PHOTO_PROBE, {}) if fvcore is not None else None
             if fvcore is not None and fvcore_second is not None and fvcore_second.fvcore.macs != fvcore.macs:
                 varies["flops_fvcore"] = (fvcore.macs, fvcore_second.fvcore.macs)
     return Complexity(

@@ -2,8 +2,9 @@
 
 The official kits count complexity on an unseeded ``torch.rand(1, 3, 256, 256)`` (FLOPs) and on
 uninitialised memory (activations); for a static network the values do not matter. The kit draws the
-same distribution from a seeded generator, so its counts are reproducible, and counts a second
-time on :data:`SECOND_SEED` to find the networks for which they do matter.
+same distribution from a seeded generator, so its counts are reproducible. To find the networks for which
+the values do matter, the second probe is not noise of the same kind (its mean is 0.5 too: a branch on the
+input's mean would take the same way) but a real LR image: :func:`photo_lr`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 
 COMPLEXITY_SHAPE = (3, 256, 256)  # the challenge's LR probe for params, FLOPs, activations, #conv
 SEED = 0
-SECOND_SEED = 1
+PHOTO_PROBE = "photo"  # the second probe: a real LR image (:func:`photo_lr`)
 
 
 def seeded_rand(shape: tuple[int, ...], seed: int = SEED) -> torch.Tensor:
@@ -30,6 +31,33 @@ def probe_input(height: int = COMPLEXITY_SHAPE[1], width: int = COMPLEXITY_SHAPE
 def describe(seed: int = SEED) -> str:
     """How the probe is drawn, for reports."""
     return f"torch.rand(1, 3, 256, 256) from torch.Generator().manual_seed({seed})"
+
+
+PHOTO = "astronaut.png"  # scikit-image's sample photo (512x512, in its wheel): a real scene, not noise
+PHOTO_TEXT = f"scikit-image's {PHOTO} made LR (x2 MATLAB-bicubic) to 3x256x256, in [0, 1]"
+
+
+def photo_lr(height: int = COMPLEXITY_SHAPE[1], width: int = COMPLEXITY_SHAPE[2]) -> torch.Tensor:
+    """A real LR image in [0, 1] as a 1x3xHxW tensor: scikit-image's astronaut (read from its wheel's data folder,
+    without importing scikit-image), downscaled x2 by the kit's MATLAB-bicubic imresize and cropped to HxW at its
+    top left (256x256: the whole LR image)."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    from esrkit.errors import KitError
+    from esrkit.imageio import read_rgb, uint8_to_tensor
+    from esrkit.imresize import imresize
+
+    found = importlib.util.find_spec("skimage")
+    path = Path(found.submodule_search_locations[0]) / "data" / PHOTO if found and found.submodule_search_locations else None
+    if path is None or not path.is_file():
+        raise KitError(f"the second complexity probe is scikit-image's {PHOTO}, not found: pip install scikit-image")
+    lr = imresize(read_rgb(path), 0.5)[:height, :width]
+    if lr.shape[:2] != (height, width):
+        raise ValueError(f"the photo probe is at most {lr.shape[0]}x{lr.shape[1]}; {height}x{width} was asked")
+    return uint8_to_tensor(np.ascontiguousarray(lr), 1.0).contiguous()
 
 
 def random_lr(height: int, width: int, data_range: float = 1.0, device: torch.device | str = "cpu") -> torch.Tensor:

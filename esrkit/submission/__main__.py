@@ -22,14 +22,17 @@ in a log file); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from esrkit.cli import EXIT_FAILED, EXIT_OK, run_guarded, startup
 
 with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile is one line too
-    from esrkit.challenge import YEARS, Convention
+    from esrkit.challenge import YEARS, Convention, year_rules
     from esrkit.datasets import LAYOUTS
     from esrkit.device import pick_device
     from esrkit.errors import KitError
@@ -39,9 +42,9 @@ with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile 
     from esrkit.results_page import write_results_page
     from esrkit.spec import (InvalidTable, TeamSpec, add_entry_arguments, entry_from_args, load_spec_file,
                              spec_from_args, specs_from_folder)
-    from esrkit.sandbox import Sandbox
+    from esrkit.sandbox import Sandbox, View, confined_here, readable_tree
     from esrkit.submission.batch import (OK, REFRESH, SKIPPED, STATUS_NAME, BatchSettings, Dispatch, device_mix,
-                                        read_status, round_table, run_batch, table_markdown, table_name)
+                                        read_status, round_table, run_batch, table_markdown, table_name, team_files)
     from esrkit.submission.merge import BOOKKEEPING, BOOKKEEPING_SUFFIX, PREFER, run_merge
     from esrkit.submission.select_model import add_spec_command, run_spec_command
     from esrkit.submission.shards import resolve_shard, team_number
@@ -77,6 +80,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     check.add_argument("--data_dir", type=Path, default=None,
                        help="validation folder (NTIRE or benchmark layout, or HR images); default: the demo photos")
     check.add_argument("--runs", type=int, default=3, help="timed repeats per image for the runtime ratio (default 3)")
+    check.add_argument("--unconfined", action="store_true",
+                       help="run a team's file with your own rights, outside the sandbox (bubblewrap) that confines it "
+                            "by default -- where no sandbox can be had")
 
     package = sub.add_parser("package", help="run the entry on a split's LR images and write the upload zip")
     add_entry_arguments(package)
@@ -209,6 +215,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_check_command(args: argparse.Namespace) -> int:
     spec, spec_year = spec_from_args(args)
+    if spec.model_file is not None and not confined_here():
+        if not args.unconfined:
+            return check_confined(args, spec, args.year or spec_year or DEFAULT_CHECK_YEAR)
+        print("warning: the team's code runs UNCONFINED (--unconfined), with your rights", file=sys.stderr)
     progress = Progress(enabled=False if args.quiet else None)
     options = CheckOptions(baseline=args.baseline, baseline_weights=args.baseline_weights,
                            year=args.year or spec_year or DEFAULT_CHECK_YEAR,
@@ -216,6 +226,25 @@ def run_check_command(args: argparse.Namespace) -> int:
     report = run_check(Submission.from_spec(spec), options, progress)
     print(report.render())
     return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def check_confined(args: argparse.Namespace, spec: TeamSpec, year: int) -> int:
+    """``check`` of a team's file, run as it is inside a sandbox (:mod:`esrkit.sandbox`) that sees the team's file and
+    weights, the baseline's weights, the data and the spec, read-only, and nothing else of the machine's files."""
+    sandbox = Sandbox.find()
+    readable = [*team_files(spec), *([args.spec] if args.spec is not None else [])]
+    if args.data_dir is not None:
+        readable += readable_tree(args.data_dir)
+    baseline = get_entry(args.baseline or year_rules(year).baseline)
+    weights = args.baseline_weights or baseline.default_weights_path()
+    readable += [weights] if weights is not None else []
+    scratch = Path(tempfile.mkdtemp(prefix="esrkit-check-"))
+    try:
+        print(f"the team's code runs confined ({sandbox.describe()})", file=sys.stderr, flush=True)
+        return sandbox.run([sys.executable, "-m", "esrkit.submission", *args.argv],
+                           View(scratch, readable=tuple(Path(os.path.abspath(p)) for p in readable), cwd=Path.cwd()))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_package_command(args: argparse.Namespace) -> int:
@@ -384,6 +413,7 @@ COMMANDS = {"check": run_check_command, "package": run_package_command, "export"
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     return run_guarded(lambda: COMMANDS[args.command](args), "nothing was replaced (a batch keeps the teams it finished)")
 
 

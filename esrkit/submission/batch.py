@@ -36,6 +36,7 @@ so that a batch over a subset never replaces the round's table with a partial on
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -52,14 +53,16 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from esrkit.atomic import StagedFolder, atomic_write, check_writable_file, check_writable_folder
 from esrkit.challenge import FVCORE, Convention
 from esrkit.datasets import Split
+from esrkit import environment
 from esrkit.environment import label as environment_label
 from esrkit.errors import KitError
-from esrkit.fingerprint import split_fingerprint
+from esrkit.fingerprint import data_fingerprint, split_fingerprint
 from esrkit.imageio import read_header
 from esrkit.names import child_folder
 from esrkit.outputs import DataIdentity, carried_files, write_marker
 from esrkit.progress import QUIET, Progress
-from esrkit.results import ResultsFiles, entry_digest
+from esrkit.digests import entry_digest
+from esrkit.results import ResultsFiles
 from esrkit.sandbox import Sandbox, View
 from esrkit.spec import InvalidTable, TeamSpec, resolve
 from esrkit.submission.reply import Expectation, accept
@@ -68,7 +71,7 @@ from esrkit.submission.status import (OK, RUNNING, STATUS_NAME, changed_entries,
                                       read_status, update_team_status)
 from esrkit.submission.teamrun import (FAILED, SKIPPED, BatchSettings, TeamOutcome, TeamRequest, measure_team,
                                        reply_json, spec_to_json)
-from esrkit.submission.workers import Pool, Slot, Stop, device_model, run_team_process
+from esrkit.submission.workers import Paused, Pool, Slot, Stop, TeamProcess, device_model, see_through
 from esrkit.teamfile import WEIGHT_SUFFIXES, find_weights, team_from_file_name
 
 __all__ = ["OK", "FAILED", "SKIPPED", "STATUS_NAME", "REFRESH", "BatchSettings", "Dispatch", "TeamOutcome",
@@ -387,18 +390,23 @@ class Round:
     settings: BatchSettings
     split: Split
     convention: Convention
-    data_digest: str
+    data_digest: str  # the split's (what a team's fingerprint holds)
     confined: bool
     say: Callable[[str], None]
     known: dict[str, Any] = field(default_factory=dict)
     claims: dict[str, str] = field(default_factory=dict)  # results key -> the label of the team that holds it
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def identity_digest(self) -> str:
+        """The data's digest as an entry and an SR folder record it (:func:`esrkit.fingerprint.data_fingerprint`)."""
+        return data_fingerprint([self.split])
+
     def expectation(self, job: TeamJob) -> Expectation:
         images = {self.split.name: tuple(pair.name for pair in self.split.pairs)}
         with self._lock:
             claimed = dict(self.claims)
-        return Expectation(job.spec.label, images, str(self.split.root), self.split.layout, self.data_digest,
+        return Expectation(job.spec.label, images, str(self.split.root), self.split.layout, self.identity_digest,
                            self.confined, key=job.key, team=team_number(job.spec) if job.spec.entry is None else None,
                            claimed=claimed)
 
@@ -407,6 +415,21 @@ class Round:
         if self.settings.save_dir is None:
             return None
         return Path(tempfile.mkdtemp(prefix=INCOMING_PREFIX, dir=self.settings.save_dir))
+
+    def verify(self, entries: dict[str, Any] | None = None) -> None:
+        """Merge ``entries`` (none: only check): every entry the kit knows that something else changed is put back
+        as the kit wrote it, and said; so is a results.txt that is not results.json's."""
+        with self._lock:
+            known = dict(self.known)
+        if not known and not entries:
+            return
+        merged = self.results.merge_checked(entries or {}, known=known)
+        for key in merged.restored:
+            self.say(f"warning: {key}: its results.json entry was changed by something other than the kit while "
+                     f"this batch ran (a team run unconfined?): put back as the kit wrote it")
+        if merged.txt_changed:
+            self.say("warning: results.txt was changed by something other than the kit: written again from "
+                     "results.json")
 
     def started(self, job: TeamJob) -> None:
         update_team_status(self.results.folder, job.spec.label, {RUNNING: claim()})
@@ -421,19 +444,13 @@ class Round:
                 outcome = TeamOutcome(job.spec.label, None, FAILED, f"{job.spec.label}: {problem}")
         if outcome.status == OK:
             assert outcome.key is not None and outcome.record is not None
-            merged = self.results.merge_checked({outcome.key: outcome.record}, known=self.known)
-            for key in merged.restored:
-                self.say(f"warning: {key}: its results.json entry was changed by something other than the kit while "
-                         f"this batch ran (a team run unconfined?): put back as the kit wrote it")
-            if merged.txt_changed:
-                self.say("warning: results.txt was changed by something other than the kit: written again from "
-                         "results.json")
+            self.verify({outcome.key: outcome.record})
             with self._lock:
                 self.known[outcome.key] = outcome.record
                 self.claims[outcome.key] = job.spec.label
             if sr_dir is not None:
                 final = child_folder(Path(self.settings.save_dir), outcome.key, "--save_dir")  # type: ignore[arg-type]
-                write_marker(sr_dir, DataIdentity.of([self.split], self.data_digest), [self.split])
+                write_marker(sr_dir, DataIdentity.of([self.split], self.identity_digest), [self.split])
                 try:
                     StagedFolder.adopt(final, sr_dir, carried_files(final)).commit()
                 except KitError as exc:
@@ -447,39 +464,82 @@ class Round:
         update_team_status(self.results.folder, job.spec.label, record, replace=True)
         return outcome
 
-    def run_in_child(self, job: TeamJob, sandbox: Sandbox | None, slot: Slot, timeout: float | None, stop: Stop,
-                     write: Callable[[str], None], tag: str) -> tuple[TeamOutcome | None, Path | None]:
-        """Measure one team in a team process of its own (confined by ``sandbox`` when given); its checked outcome
-        and its SR folder. None when ``stop`` was set before it ended (the batch is being interrupted)."""
+    def start_child(self, job: TeamJob, sandbox: Sandbox | None, slot: Slot, write: Callable[[str], None],
+                    tag: str, paused: Paused | None = None) -> "Started":
+        """Start one team's process (confined by ``sandbox`` when given): it imports what it needs and waits for
+        :func:`finish_child` to tell it to go. ``paused``: the processes started ahead, which its timed part pauses."""
         settings = dataclasses.replace(self.settings, device=slot.device)
         scratch = Path(tempfile.mkdtemp(prefix="esrkit-team-"))
         sr_dir = self.incoming()
         try:
-            request = TeamRequest(_absolute(job.spec), settings, self.data_digest, sr_dir, confined=sandbox is not None)
+            request = TeamRequest(_absolute(job.spec), settings, self.identity_digest, sr_dir,
+                                  confined=sandbox is not None)
             view = View(scratch, readable=(*team_files(request.spec), *data_files(self.split)),
                         writable=() if sr_dir is None else (sr_dir,))
             env = dict(slot.env)
             if settings.threads is not None:  # the libraries' own thread pools too, not only torch's
                 env.update(OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads))
-            ended = run_team_process([sys.executable, "-m", "esrkit.submission.teamrun", "--request", request.to_json()],
-                                     env, write, tag, timeout, stop, sandbox, view)
+            process = TeamProcess([sys.executable, "-m", "esrkit.submission.teamrun", "--request", request.to_json()],
+                                  env, write, tag, sandbox, view, on_timing=None if paused is None else paused.timing,
+                                  on_timed=None if paused is None else paused.timed)
+        except BaseException:
+            _remove(scratch, sr_dir)
+            raise
+        return Started(job, process, scratch, sr_dir, sandbox is not None)
+
+    def finish_child(self, started: "Started", timeout: float | None, stop: Stop) -> TeamOutcome | None:
+        """Tell a started team process to go and follow it to its end; its checked outcome, its SR folder left in
+        ``started.sr_dir`` for :meth:`write`. None when ``stop`` was set before it ended (the batch is stopping)."""
+        try:
+            ended = see_through(started.process, timeout, stop)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(started.scratch, ignore_errors=True)
         if ended is None:
-            return None, sr_dir
-        label = job.spec.label
+            return None
+        label = started.job.spec.label
         if ended.timed_out:
             return TeamOutcome(label, None, FAILED, f"{label}: timed out: still running after --team_timeout "
-                                                    f"{timeout:g} s, so its process group was killed"), sr_dir
+                                                    f"{timeout:g} s, so its process group was killed")
         if ended.reply is None:  # the process died before replying: a crash in the team's code, a kill
-            return TeamOutcome(label, None, FAILED, f"{label}: {died(ended.code, sandbox is not None)}"), sr_dir
-        return accept(ended.reply, self.expectation(job)), sr_dir
+            return TeamOutcome(label, None, FAILED, f"{label}: {died(ended.code, started.confined)}")
+        return self._with_environment(accept(ended.reply, self.expectation(started.job)), started.job)
+
+    def _with_environment(self, outcome: TeamOutcome, job: TeamJob) -> TeamOutcome:
+        """The software environment the team was measured in, added by the kit (:mod:`esrkit.environment`)."""
+        if outcome.record is not None:
+            outcome.record["environment"] = environment.describe(job.spec.model_file)
+        return outcome
 
     def run_here(self, job: TeamJob, progress: Progress) -> tuple[TeamOutcome, Path | None]:
         """Measure one team in this process (unconfined by nature), checked as a team process's reply would be."""
         sr_dir = self.incoming()
-        request = TeamRequest(job.spec, self.settings, self.data_digest, sr_dir, confined=False)
-        return accept(reply_json(measure_team(request, progress)), self.expectation(job)), sr_dir
+        request = TeamRequest(job.spec, self.settings, self.identity_digest, sr_dir, confined=False)
+        return self._with_environment(accept(reply_json(measure_team(request, progress)), self.expectation(job)),
+                                      job), sr_dir
+
+
+@dataclass
+class Started:
+    """A team process started (:meth:`Round.start_child`), with its scratch and SR folders."""
+
+    job: TeamJob
+    process: TeamProcess
+    scratch: Path
+    sr_dir: Path | None
+    confined: bool
+
+    def abandon(self) -> None:
+        """Stop it and remove its folders (the batch is stopping, or it was started ahead for nothing)."""
+        with contextlib.suppress(Exception):
+            self.process.terminate()
+            self.process.finish()
+        _remove(self.scratch, self.sr_dir)
+
+
+def _remove(*folders: Path | None) -> None:
+    for folder in folders:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def died(code: int, confined: bool = False) -> str:
@@ -572,22 +632,42 @@ def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: Resul
             return job.skipped
 
         if isolate:
+            # One slot: each team's process is started one team ahead -- its imports overlap the team before it
+            # (paused while that team times; it begins the team's work only once that team has ended).
+            paused = None if where.parallel else Paused()
+            order = [job for job in jobs if job.skipped is None]
+            ahead: dict[int, Started] = {}
+
+            def start(job: TeamJob, slot: Slot) -> Started:
+                started = round_.start_child(job, sandbox, slot, say, team_tag(job.spec, convention), paused)
+                if paused is not None:
+                    paused.ahead.append(started.process)
+                return started
+
             def run(job: TeamJob, slot: Slot, stop: Stop) -> TeamOutcome | None:
                 if job.skipped is not None:
                     return skipped_or_refused(job)
                 if not where.parallel:
                     bar.status(job.spec.label)
                 round_.started(job)
-                outcome, sr_dir = round_.run_in_child(job, sandbox, slot, where.team_timeout, stop, say,
-                                                      team_tag(job.spec, convention))
+                started = ahead.pop(job.index, None) or start(job, slot)
+                following = order.index(job) + 1
+                if paused is not None and following < len(order) and not stop.is_set():
+                    ahead[order[following].index] = start(order[following], slot)
+                outcome = round_.finish_child(started, where.team_timeout, stop)
+                if paused is not None:
+                    paused.ahead.remove(started.process)
                 if outcome is None:
                     update_team_status(results.folder, job.spec.label, {}, drop=(RUNNING,))
-                    if sr_dir is not None:
-                        shutil.rmtree(sr_dir, ignore_errors=True)
+                    _remove(started.sr_dir)
                     return None
-                return measured(job, outcome, sr_dir, slot)
+                return measured(job, outcome, started.sr_dir, slot)
 
-            Pool(where.slots, run, done).map(jobs)
+            try:
+                Pool(where.slots, run, done).map(jobs)
+            finally:
+                for started in ahead.values():
+                    started.abandon()
         else:
             for job in jobs:
                 if job.skipped is not None:
@@ -597,6 +677,7 @@ def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: Resul
                 round_.started(job)
                 outcome, sr_dir = round_.run_here(job, progress)
                 done(job, measured(job, outcome, sr_dir, None), None)
+    round_.verify()  # a team's process that tampered after its reply (run unconfined) is caught here too
     finished = [o for o in outcomes if o is not None]
     for table in rejected:  # a table the spec's schema refused: that team fails, the batch went on
         update_team_status(results.folder, table.label, {

@@ -15,6 +15,9 @@ data (:mod:`esrkit.comparability`) than the round's baseline (else than the entr
 with) -- are refused, one line naming each and what differs, unless ``allow_mixed``: then they are kept,
 and the results page marks them and leaves them unranked.
 
+An input whose entry the kit wrote (its digest is in the batch_status.json beside it) but that was changed
+since, by anything else, is refused, naming the entry: an edit is never merged as the kit's figure.
+
 Nothing is written unless every input reads and every key is settled; the output folder's
 results.json and results.txt are replaced together (:class:`esrkit.results.ResultsFiles`), its
 batch_status.json atomically, each under the folder's lock. An output folder that already holds
@@ -36,7 +39,7 @@ from esrkit.atomic import atomic_write
 from esrkit.comparability import describe_setting, mismatches, reference_key
 from esrkit.errors import KitError
 from esrkit.results import JSON_NAME, ResultsFiles, folder_lock, read_results
-from esrkit.submission.batch import OK, STATUS_NAME, read_status
+from esrkit.submission.status import OK, STATUS_NAME, changed_entries, read_status
 
 PREFER = ("newest", "first", "last")
 BOOKKEEPING = ("date",)  # and every key ending in BOOKKEEPING_SUFFIX
@@ -169,6 +172,20 @@ def check_output(out: Path, paths: Sequence[Path]) -> None:
                        f"empty --out")
 
 
+def check_unchanged(paths: Sequence[Path]) -> None:
+    """Refuse an input whose entries the kit wrote (their digests are in the batch_status.json beside it) but that
+    no longer holds them as written: an edit made outside the kit is never merged as the kit's figure."""
+    changed = []
+    for path in paths:
+        status_path = path.parent / STATUS_NAME
+        if status_path.is_file():
+            changed += [f"{key} in {path}" for key in changed_entries(read_results(path), read_status(status_path))]
+    if changed:
+        raise KitError(f"{_first_few(changed)}: changed outside the kit since the kit wrote it (its digest in the "
+                       f"{STATUS_NAME} beside it differs): measure it again there (batch --refresh missing) or leave "
+                       f"that file out; nothing was written")
+
+
 def check_mixed(result: MergeResult, allow_mixed: bool) -> None:
     """Refuse entries measured otherwise than the reference (see the module docstring) unless ``allow_mixed``;
     either way ``result`` records them."""
@@ -213,6 +230,7 @@ def run_merge(inputs: Sequence[Path], out: Path, prefer: str | None = None, allo
     out = Path(out).expanduser()
     check_out_folder(out)
     check_output(out, paths)
+    check_unchanged(paths)
     result = merge_entries(paths, prefer)
     check_mixed(result, allow_mixed)
     merge_status(paths, result)

@@ -64,7 +64,7 @@ MODEL_KEYS: dict[str, Any] = {
     "loop": _TEXT, "activations": _NONNEG, "num_conv": _COUNT, "flops": _OR_NULL(_NONNEG), "num_parameters": _NONNEG,
     "flops_counter": _TEXT, "flops_hook": _NONNEG, "flops_fvcore": _OR_NULL(_NONNEG),
     "flops_fvcore_unsupported_ops": _OR_NULL({"type": "object", "additionalProperties": _COUNT}),
-    "complexity_probe": _TEXT, "complexity_shape_only": _BOOL,
+    "complexity_probe": _TEXT,
     "complexity_input_dependent": {"type": "object", "additionalProperties": {
         "type": "array", "items": _COUNT, "minItems": 2, "maxItems": 2}},
     "fast_engine": _TEXT, "fast_setup_ms": _NONNEG, "fast_graph_captures": _COUNT, "fast_error": _TEXT,

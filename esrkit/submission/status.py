@@ -2,7 +2,7 @@
 fingerprint), its status, its results key and the digest of the entry the kit wrote for it -- and the checks
 made from it.
 
-The digest (:func:`esrkit.results.entry_digest`) is how the kit tells its own figures from an edit made by anything
+The digest (:func:`esrkit.digests.entry_digest`) is how the kit tells its own figures from an edit made by anything
 else (a hand, a script, a team's code run unconfined): ``batch --refresh missing`` measures such an entry again,
 ``merge`` refuses it, and the results page marks it (:func:`changed_entries`). A team being measured carries a
 ``running`` claim (host, process, start), so that a second batch over the same folder skips it instead of measuring
@@ -20,7 +20,8 @@ from typing import Any, Mapping
 
 from esrkit.atomic import atomic_write
 from esrkit.errors import KitError
-from esrkit.results import entry_digest, folder_lock
+from esrkit.digests import entry_digest
+from esrkit.results import folder_lock
 
 STATUS_NAME = "batch_status.json"
 OK = "ok"

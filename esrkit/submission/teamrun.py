@@ -16,18 +16,22 @@ nothing sent.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import signal
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from esrkit.cli import EXIT_OK, EXIT_USAGE, run_guarded
 
 CHANNEL_ENV = "ESRKIT_CHANNEL"  # the descriptor of the pipe a team process replies on
+READY, TIMING, TIMED = "ready", "timing", "timed"  # a team process's events (see Channel)
+GO = "go"
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
 
@@ -113,9 +117,11 @@ class TeamRequest:
                    None if data.get("sr_dir") is None else Path(data["sr_dir"]), bool(data.get("confined", True)))
 
 
-def measure_team(request: TeamRequest, progress: Any = None) -> TeamOutcome:
+def measure_team(request: TeamRequest, progress: Any = None,
+                 timed_phase: Callable[[], AbstractContextManager[None]] = nullcontext) -> TeamOutcome:
     """One team, in this process: resolve its spec, load, count, run the split (SR images into ``request.sr_dir``);
-    its results entry in the outcome. A failure is the outcome, never raised; nothing is written but SR images."""
+    its results entry in the outcome. A failure is the outcome, never raised; nothing is written but SR images.
+    ``timed_phase`` is held around the timed part (:class:`esrkit.run.RunOptions`)."""
     from esrkit.challenge import Convention
     from esrkit.device import free_device, pick_device, torch_threads
     from esrkit.errors import KitError, first_line
@@ -127,7 +133,8 @@ def measure_team(request: TeamRequest, progress: Any = None) -> TeamOutcome:
     spec, settings = request.spec, request.settings
     progress = QUIET if progress is None else progress
     device = pick_device(settings.device)
-    options = RunOptions(device, ssim=settings.ssim, warm_runs=settings.warm_runs, progress=progress)
+    options = RunOptions(device, ssim=settings.ssim, warm_runs=settings.warm_runs, progress=progress,
+                         timed_phase=timed_phase)
     try:
         with torch_threads(settings.threads):
             split = settings.open_split()
@@ -137,7 +144,7 @@ def measure_team(request: TeamRequest, progress: Any = None) -> TeamOutcome:
                 entry = entry.replace(data_range=settings.default_data_range)
             run = run_entry(entry, [split], convention, options, weights_flag="weights (in the spec)",
                             sr_dir=request.sr_dir, data_fingerprint=request.data_fingerprint)
-            record = entry_record(run, data_fingerprint=request.data_fingerprint)
+            record = entry_record(run, data_fingerprint=request.data_fingerprint, with_environment=False)
             record["confined"] = request.confined
         return TeamOutcome(spec.label, run.key, OK, record=record)
     except KitError as exc:
@@ -155,6 +162,46 @@ def reply_json(outcome: TeamOutcome) -> str:
                       allow_nan=True)
 
 
+class Channel:
+    """A team process's side of its talk with the batch: events and its reply out on the channel (``$ESRKIT_CHANNEL``),
+    the batch's "go" in on stdin.
+
+    The process first imports what it needs and says ``ready``; the batch tells it to go once the team before it
+    has finished (so its imports overlap that team's work, never its team code). Before its timed part it says
+    ``timing`` and waits for the batch's go (which first pauses any other team process of the batch), and says
+    ``timed`` after it."""
+
+    def __init__(self, fd: int) -> None:
+        self._out = os.fdopen(fd, "w", encoding="utf-8")
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        self._out.write(json.dumps(message, allow_nan=True) + "\n")
+        self._out.flush()
+
+    @staticmethod
+    def wait_go() -> bool:
+        """Block until the batch says go (True), or closes stdin (False: the batch stopped)."""
+        return sys.stdin.readline().strip() == GO
+
+    @contextlib.contextmanager
+    def timed_phase(self) -> Iterator[None]:
+        self.send({"event": TIMING})
+        if not self.wait_go():
+            raise KeyboardInterrupt
+        try:
+            yield
+        finally:
+            self.send({"event": TIMED})
+
+
+def warm_imports() -> None:
+    """What measuring a team imports (torch and the kit): done before the batch says go."""
+    import esrkit.progress  # noqa: F401
+    import esrkit.results  # noqa: F401
+    import esrkit.run  # noqa: F401
+    import esrkit.spec  # noqa: F401
+
+
 def child_main(argv: Sequence[str] | None = None) -> int:
     """The team process: the request on the command line, the reply on the channel ``$ESRKIT_CHANNEL``."""
     parser = argparse.ArgumentParser(prog="python -m esrkit.submission.teamrun",
@@ -163,22 +210,29 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        channel = os.fdopen(int(os.environ[CHANNEL_ENV]), "w", encoding="utf-8")
+        channel = Channel(int(os.environ[CHANNEL_ENV]))
     except (KeyError, ValueError, OSError):
         print(f"error: no reply channel (${CHANNEL_ENV}): this command is run by `python -m esrkit.submission batch`",
               file=sys.stderr)
         return EXIT_USAGE
 
     def body() -> int:
+        warm_imports()
+        channel.send({"event": READY})
+        if not channel.wait_go():
+            return EXIT_OK  # stopped before it began: nothing to say
         from esrkit.progress import Progress
 
         request = TeamRequest.from_json(args.request)
-        outcome = measure_team(request, Progress(stream=sys.__stderr__))  # plain lines, relayed by the batch
-        channel.write(reply_json(outcome) + "\n")
-        channel.flush()
+        outcome = measure_team(request, Progress(stream=sys.__stderr__), channel.timed_phase)  # lines relayed
+        channel.send(json.loads(reply_json(outcome)))
         return EXIT_OK if outcome.status == OK else EXIT_USAGE
 
-    return run_guarded(body, "this team was not measured")
+    code = run_guarded(body, "this team was not measured")
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)  # everything is said and written: the interpreter's teardown (torch's ~0.4 s) helps nobody
 
 
 if __name__ == "__main__":

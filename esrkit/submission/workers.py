@@ -19,6 +19,7 @@ team's key, so that parallel teams' lines never interleave mid-line -- at most `
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import signal
@@ -33,7 +34,7 @@ import torch
 from esrkit.errors import KitError
 from esrkit.sandbox import Sandbox, View, kit_root
 from esrkit.submission.reply import MAX_REPLY_BYTES
-from esrkit.submission.teamrun import CHANNEL_ENV
+from esrkit.submission.teamrun import CHANNEL_ENV, GO, READY, TIMED, TIMING
 
 POLL_S = 0.1  # how often a waiting worker looks at its team process and at the stop signal
 GRACE_S = 5.0  # between SIGTERM and SIGKILL when a team process is stopped
@@ -149,16 +150,26 @@ class Stop:
 
 class TeamProcess:
     """One team's process (see the module docstring): start it -- confined by ``sandbox`` to ``view`` when given --,
-    relay its output, read its reply from its channel, wait for it, stop it."""
+    relay its output, follow its events and read its reply on its channel, tell it to go, wait for it, stop it.
+
+    The process says ``ready`` once it has imported what it needs, and waits for :meth:`go` before it does anything
+    of the team's; before its timed part it says ``timing`` and waits for go again -- given by ``on_timing`` (by
+    default at once), which may first pause other team processes -- and says ``timed`` after it (``on_timed``)."""
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str], write: Callable[[str], None], tag: str,
-                 sandbox: Sandbox | None = None, view: View | None = None) -> None:
+                 sandbox: Sandbox | None = None, view: View | None = None,
+                 on_timing: Callable[["TeamProcess"], None] | None = None,
+                 on_timed: Callable[["TeamProcess"], None] | None = None) -> None:
         self._write, self._tag = write, tag
+        self._on_timing = on_timing or TeamProcess.go
+        self._on_timed = on_timed or (lambda process: None)
         self._lock = threading.Lock()  # the relay counts (stdout's and stderr's readers)
         self._relayed = 0
         self._dropped = 0
-        self._reply = bytearray()
+        self._reply: str | None = None
         self._reply_too_large = False
+        self.ready = threading.Event()  # it has imported what it needs and waits for go
+        self.began: float | None = None  # when it was told to go (monotonic seconds)
         read_end, write_end = os.pipe()
         variables = {CHANNEL_ENV: str(write_end), **env}
         if sandbox is not None:
@@ -170,36 +181,59 @@ class TeamProcess:
             cwd = None if view is None else view.workdir
         try:
             self._proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ, cwd=cwd,
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ, cwd=cwd,
                 pass_fds=(write_end,), start_new_session=True)
         finally:
             os.close(write_end)
         self._channel = os.fdopen(read_end, "rb")
-        pipes = [(self._proc.stdout, self._relay), (self._proc.stderr, self._relay), (self._channel, self._read_reply)]
+        pipes = [(self._proc.stdout, self._relay), (self._proc.stderr, self._relay), (self._channel, self._follow)]
         self._readers = [threading.Thread(target=read, args=(pipe,), daemon=True) for pipe, read in pipes]
         for reader in self._readers:
             reader.start()
 
     @property
-    def reply(self) -> str | None:
-        """The last line the process wrote on its channel (None: none, or more than a reply may hold)."""
-        if self._reply_too_large:
-            return None
-        lines = [line for line in bytes(self._reply).decode("utf-8", "replace").splitlines() if line.strip()]
-        return lines[-1] if lines else None
+    def pid(self) -> int:
+        return self._proc.pid
 
-    def _read_reply(self, pipe: IO[bytes]) -> None:
-        for chunk in iter(lambda: pipe.read(1 << 16), b""):  # drained to the end, so that the process never blocks
-            if len(self._reply) + len(chunk) > MAX_REPLY_BYTES:
+    @property
+    def reply(self) -> str | None:
+        """Its reply (the last line on its channel that is not an event); None: none, or larger than a reply may be."""
+        return None if self._reply_too_large else self._reply
+
+    def go(self) -> None:
+        """Tell it to go on (it waits for this after ``ready`` and after ``timing``)."""
+        if self.began is None:
+            self.began = time.monotonic()
+        with contextlib.suppress(OSError, ValueError):  # it ended meanwhile
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(f"{GO}\n".encode())
+            self._proc.stdin.flush()
+
+    def _follow(self, pipe: IO[bytes]) -> None:
+        """Its channel, line by line (each bounded): events acted on, the last other line kept as the reply."""
+        while line := pipe.readline(MAX_REPLY_BYTES + 1):
+            if len(line) > MAX_REPLY_BYTES and not line.endswith(b"\n"):  # longer than a reply may be
                 self._reply_too_large = True
-                self._reply.clear()
-            else:
-                self._reply += chunk
+                while (rest := pipe.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass  # drained, so that the process never blocks
+                continue
+            event = _event(line)
+            if event == READY:
+                self.ready.set()
+            elif event == TIMING:
+                self._on_timing(self)
+            elif event == TIMED:
+                self._on_timed(self)
+            elif event is None and line.strip():
+                self._reply, self._reply_too_large = line.decode("utf-8", "replace").strip(), False
 
     def _relay(self, pipe: IO[bytes]) -> None:
         """Every line of the process's output, whole and prefixed with its tag -- at most ``MAX_RELAYED_LINES``, each
         cut to ``MAX_LINE`` characters: a team's output can flood nothing."""
-        for raw in pipe:
+        while raw := pipe.readline(MAX_LINE + 1):
+            if not raw.endswith(b"\n"):  # a line longer than shown: the rest of it is read and dropped
+                while (rest := pipe.readline(1 << 16)) and not rest.endswith(b"\n"):
+                    pass
             line = raw.decode("utf-8", "replace").rstrip()
             if not line.strip():
                 continue
@@ -209,7 +243,16 @@ class TeamProcess:
                     continue
                 self._relayed += 1
             with contextlib.suppress(OSError, ValueError):  # keep draining: a full pipe would block the team
-                self._write(f"[{self._tag}] {line[:MAX_LINE]}{' ...' if len(line) > MAX_LINE else ''}")
+                self._write(f"[{self._tag}] {line[:MAX_LINE]}{' ...' if len(raw) > MAX_LINE else ''}")
+
+    def pause(self) -> None:
+        """Stop it (SIGSTOP to its process group) -- for a process that has not begun the team's work (see
+        :attr:`began`): the kit's own imports, never a team's code, which could leave its group."""
+        assert self.began is None, "only a process that has not begun may be paused"
+        self.signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal_group(signal.SIGCONT)
 
     def _exited(self) -> bool:
         """Whether the process has ended, without reaping it: until it is reaped its process group id cannot
@@ -220,8 +263,9 @@ class TeamProcess:
             return True
 
     def wait(self, seconds: float | None, stop: Stop) -> str:
-        """Wait until it ends (``"exited"``), ``seconds`` pass (``"timeout"``) or ``stop`` is set (``"stopped"``)."""
-        deadline = None if seconds is None else time.monotonic() + seconds
+        """Wait until it ends (``"exited"``), ``seconds`` pass since it was told to go (``"timeout"``) or ``stop`` is
+        set (``"stopped"``)."""
+        deadline = None if seconds is None else (self.began or time.monotonic()) + seconds
         while not self._exited():
             if stop.is_set():
                 return "stopped"
@@ -253,9 +297,22 @@ class TeamProcess:
         for reader in self._readers:
             reader.join()
         self._channel.close()
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()  # type: ignore[union-attr]
         if self._dropped:
             self._write(f"[{self._tag}] ... {self._dropped} more line(s) of its output not shown")
         return code
+
+
+def _event(line: bytes) -> str | None:
+    """The event a channel line is (``{"event": "ready"}``: a short line), or None."""
+    if len(line) > 200 or not line.startswith(b'{"event"'):
+        return None
+    try:
+        event = json.loads(line).get("event")
+    except (ValueError, AttributeError):
+        return None
+    return event if isinstance(event, str) else None
 
 
 @dataclass
@@ -268,12 +325,11 @@ class Ended:
     timed_out: bool = False
 
 
-def run_team_process(argv: Sequence[str], env: Mapping[str, str], write: Callable[[str], None], tag: str,
-                     timeout: float | None, stop: Stop, sandbox: Sandbox | None = None,
-                     view: View | None = None) -> Ended | None:
-    """Run one team process to its end (or past ``timeout``: stopped); None when the batch was stopped."""
-    process = TeamProcess(argv, env, write, tag, sandbox, view)
+def see_through(process: TeamProcess, timeout: float | None, stop: Stop) -> Ended | None:
+    """Tell a started team process to go and follow it to its end (or past ``timeout``: stopped); None when the batch
+    was stopped."""
     with stop.tracking(process):
+        process.go()
         how = process.wait(timeout, stop)
         if how != "exited":
             process.terminate()
@@ -281,6 +337,30 @@ def run_team_process(argv: Sequence[str], env: Mapping[str, str], write: Callabl
     if how == "stopped":
         return None
     return Ended(code, process.reply, timed_out=how == "timeout")
+
+
+class Paused:
+    """The team processes started ahead (:class:`TeamProcess`, not yet told to go) that another team's timed part
+    must not share the machine with: paused while it times, resumed after. A process already ``ready`` waits idle
+    and is left as it is."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ahead: list[TeamProcess] = []
+        self._paused: list[TeamProcess] = []
+
+    def timing(self, process: TeamProcess) -> None:
+        with self._lock:
+            self._paused = [p for p in self.ahead if p is not process and p.began is None and not p.ready.is_set()]
+            for other in self._paused:
+                other.pause()
+        process.go()
+
+    def timed(self, process: TeamProcess | None = None) -> None:
+        with self._lock:
+            for other in self._paused:
+                other.resume()
+            self._paused = []
 
 
 # --- the pool ---------------------------------------------------------------------------------------
