@@ -238,7 +238,7 @@ def in_probe_order(heavy: int, light: int) -> tuple[int, int]:
 
 
 def test_input_dependence_through_modules_is_found_by_every_counter() -> None:
-    second = float(probe.seeded_rand((3, 256, 256), probe.SECOND_SEED)[0, 0, 0, 0]) > 0.5
+    second = float(probe.photo_lr()[0, 0, 0, 0]) > 0.5
     assert second != FIRST_BRANCH_HEAVY, "the two probes must take different branches for this test"
     c = count(Routed(), counters=("official", "fvcore"))
     heavy_macs, light_macs = (9 * 3 * 8 + 9 * 8 * 3) * HW, 3 * 3 * HW
@@ -246,6 +246,28 @@ def test_input_dependence_through_modules_is_found_by_every_counter() -> None:
                         "activations": in_probe_order(11 * HW, 3 * HW), "num_conv": in_probe_order(2, 1),
                         "flops_fvcore": in_probe_order(heavy_macs, light_macs)}
     assert (c.flops_official, c.flops_fvcore) == (c.varies["flops_official"][0], c.varies["flops_fvcore"][0])
+
+
+class BranchesOnItsMean(nn.Module):
+    """A brighter input takes the heavy branch: a branch on the input's mean, which noise drawn like the official probe
+    (mean 0.5) cannot take two ways, and a real photo (mean 0.45) does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.light = nn.Conv2d(3, 3, 1)
+        self.heavy = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heavy(x) if x.mean() > 0.48 else self.light(x)
+
+
+def test_a_branch_on_the_inputs_mean_is_found_by_the_photo_probe() -> None:
+    means = [float(probe.seeded_rand((3, 256, 256), seed).mean()) for seed in range(5)]
+    assert all(m > 0.49 for m in means)  # noise like the official probe's: every draw takes the heavy branch
+    assert float(probe.photo_lr().mean()) < 0.46  # the photo takes the light one
+    c = count(BranchesOnItsMean(), counters=("official", "fvcore"))
+    assert c.varies["flops_official"] == (9 * 3 * 3 * HW, 3 * 3 * HW)
+    assert "INPUT-DEPENDENT: on a second probe (scikit-image's astronaut.png" in c.probe_note()
 
 
 def test_input_dependence_the_hooks_cannot_see_is_found_by_the_trail() -> None:

@@ -330,7 +330,7 @@ def test_input_dependent_activations_are_detected_and_said(batch) -> None:
     assert first in TEAM10_OFFICIAL_ACTS  # the seeded probe gives one of the values the official counter gave
     assert set(varies) == {"activations", "flops_official", "flops_fvcore"}
     probe = record["complexity_probe"]
-    assert "torch.Generator().manual_seed(0)" in probe and "INPUT-DEPENDENT: on a second probe (seed 1)" in probe
+    assert "torch.Generator().manual_seed(0)" in probe and "INPUT-DEPENDENT: on a second probe (scikit-image's astronaut.png" in probe
     assert f"activations {first:,} vs {second:,}" in probe
     assert "warning: MoeASR: counted on torch.rand(1, 3, 256, 256)" in batch["err"]
     row = next(line for line in (batch["dir"] / "batch.md").read_text().splitlines() if line.startswith("| 10_MoeASR "))
