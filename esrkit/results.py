@@ -87,6 +87,11 @@ def split_keys(r: SplitRecord, cold_start: bool = True) -> dict[str, Any]:
         rec[f"{m}_oom_tiled_fallback"] = r.oom_fallback
     if r.wall_s is not None:
         rec[f"{m}_wall_s"] = r.wall_s
+    if r.deterministic is not None:
+        rec[f"{m}_deterministic"] = r.deterministic
+    if r.psnr_runs:
+        rec[f"{m}_psnr_runs"] = r.psnr_runs
+        rec[f"{m}_psnr_spread"] = max(r.psnr_runs) - min(r.psnr_runs)
     return rec
 
 

@@ -580,6 +580,8 @@ def _flags(row: Row) -> list[Flag]:
         flags.append(Flag("changed outside the kit", "its results.json entry is not what the kit wrote (its digest in "
                                                      "batch_status.json differs): not the kit's figure, not ranked; "
                                                      "measure it again with batch --refresh missing"))
+    if isinstance(e.get("psnr_implausible"), str):
+        flags.append(Flag("implausible PSNR", f"{e['psnr_implausible']}"))
     if e.get("confined") is False:
         flags.append(Flag("unconfined", "measured with --unconfined: the team's code ran with the organiser's rights, "
                                         "outside the sandbox"))

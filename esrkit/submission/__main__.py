@@ -215,15 +215,16 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_check_command(args: argparse.Namespace) -> int:
     spec, spec_year = spec_from_args(args)
-    if spec.model_file is not None and not confined_here():
-        if not args.unconfined:
-            return check_confined(args, spec, args.year or spec_year or DEFAULT_CHECK_YEAR)
-        print("warning: the team's code runs UNCONFINED (--unconfined), with your rights", file=sys.stderr)
+    unconfined = spec.model_file is not None and not confined_here()
+    if unconfined and not args.unconfined:
+        return check_confined(args, spec, args.year or spec_year or DEFAULT_CHECK_YEAR)
     progress = Progress(enabled=False if args.quiet else None)
     options = CheckOptions(baseline=args.baseline, baseline_weights=args.baseline_weights,
                            year=args.year or spec_year or DEFAULT_CHECK_YEAR,
                            data_dir=args.data_dir, layout=args.layout, device=args.device, runs=args.runs)
     report = run_check(Submission.from_spec(spec), options, progress)
+    if unconfined:
+        print("warning: the team's code ran UNCONFINED (--unconfined), with your rights", file=sys.stderr)
     print(report.render())
     return EXIT_OK if report.passed else EXIT_FAILED
 

@@ -65,6 +65,7 @@ from esrkit.digests import entry_digest
 from esrkit.results import ResultsFiles
 from esrkit.sandbox import Sandbox, View
 from esrkit.spec import InvalidTable, TeamSpec, resolve
+from esrkit.submission.plausibility import BATCH_IMAGES, BATCH_MARGIN_DB, SCALE, below_bicubic, bicubic_psnr
 from esrkit.submission.reply import Expectation, accept
 from esrkit.submission.shards import Shard, team_number
 from esrkit.submission.status import (OK, RUNNING, STATUS_NAME, changed_entries, claim, claimed_by_another, now,
@@ -196,6 +197,8 @@ def table_markdown(outcomes: Sequence[TeamOutcome], convention: Convention, spli
             notes.append(f"NOT DETERMINISTIC: PSNR spread {_giga(r.get(f'{split.name}_psnr_spread'))} dB over runs")
         if r.get("confined") is False:
             notes.append("measured unconfined")
+        if isinstance(r.get("psnr_implausible"), str):
+            notes.append(f"IMPLAUSIBLE PSNR: {r['psnr_implausible']}")
         notes += [n for n in r.get("notes", [])] if isinstance(r.get("notes"), list) else []
         if o.status == SKIPPED:
             notes.append("already measured (not re-run)")
@@ -396,6 +399,7 @@ class Round:
     known: dict[str, Any] = field(default_factory=dict)
     claims: dict[str, str] = field(default_factory=dict)  # results key -> the label of the team that holds it
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _bicubic: list[float] | None = None  # bicubic's PSNR on the split's first images (plausibility)
 
     @property
     def identity_digest(self) -> str:
@@ -409,6 +413,22 @@ class Round:
         return Expectation(job.spec.label, images, str(self.split.root), self.split.layout, self.identity_digest,
                            self.confined, key=job.key, team=team_number(job.spec) if job.spec.entry is None else None,
                            claimed=claimed)
+
+    def implausible(self, record: Mapping[str, Any]) -> str | None:
+        """Why a team's PSNR cannot be a trained network's (far below bicubic on the split's first images: a wrong
+        data range, most often), with the fix; None when it is plausible (:mod:`esrkit.submission.plausibility`)."""
+        psnr = record.get(f"{self.split.name}_psnr")
+        if not isinstance(psnr, list) or not self.split.has_hr:
+            return None
+        with self._lock:
+            if self._bicubic is None:  # once per batch
+                self._bicubic = [bicubic_psnr(pair, SCALE) for pair in self.split.pairs[:BATCH_IMAGES]]
+        problem = below_bicubic(psnr[:len(self._bicubic)], self._bicubic, BATCH_MARGIN_DB)
+        if problem is None:
+            return None
+        return (f"{problem} (x{SCALE}): not a trained network's figure -- most often a wrong data range (it ran with "
+                f"data_range {record.get('data_range'):g}): check the team's data_range (`python -m esrkit.submission "
+                f"check` reports the range that fits)")
 
     def incoming(self) -> Path | None:
         """A new SR folder for one team's process, inside ``--save_dir`` (so that its images move into place)."""
@@ -442,6 +462,11 @@ class Round:
             problem = sr_problem(sr_dir, self.split)
             if problem is not None:
                 outcome = TeamOutcome(job.spec.label, None, FAILED, f"{job.spec.label}: {problem}")
+        if outcome.status == OK and outcome.record is not None:
+            problem = self.implausible(outcome.record)
+            if problem is not None:  # measured as it is, and said: the organisers decide (check names the fix)
+                outcome.record["psnr_implausible"] = problem
+                self.say(f"warning: {outcome.key}: {problem}")
         if outcome.status == OK:
             assert outcome.key is not None and outcome.record is not None
             self.verify({outcome.key: outcome.record})
