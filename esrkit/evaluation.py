@@ -49,7 +49,7 @@ from torch import nn
 
 from esrkit import metrics as metric_table
 from esrkit.datasets import ImagePair, Split
-from esrkit.device import available_memory_bytes, peak_mib, reset_peak, synchronize
+from esrkit.device import available_memory_bytes, cuda_only_hint, peak_mib, reset_peak, synchronize
 from esrkit.errors import KitError, NonFiniteOutput, first_line
 from esrkit.imageio import count_non_finite, quantise, uint8_to_tensor, write_png
 from esrkit.measure.timing import Stopwatch, mean, repeat
@@ -180,9 +180,10 @@ def forward_tiled(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 def forward_failed(name: str, x: torch.Tensor, exc: BaseException) -> KitError:
     """One line for a forward pass that raised: which image, its LR size, torch's first line and a hint."""
     h, w = x.shape[-2:]
-    hint = ("the image may be smaller than the network supports (ESA's stride-2 conv and 7x7 pooling need about "
-            "15x15 LR pixels): remove or enlarge it" if min(h, w) < SMALL_LR else
-            "check that the entry, its weights and --device fit together")
+    hint = cuda_only_hint(exc) or (
+        "the image may be smaller than the network supports (ESA's stride-2 conv and 7x7 pooling need about "
+        "15x15 LR pixels): remove or enlarge it" if min(h, w) < SMALL_LR else
+        "check that the entry, its weights and --device fit together")
     return KitError(f"the model failed on {name} (LR {w}x{h}): {first_line(exc)} -- {hint}")
 
 
