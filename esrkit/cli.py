@@ -140,3 +140,12 @@ def startup(interrupted: str = "nothing was written") -> Iterator[None]:
         raise SystemExit(EXIT_USAGE) from None
     except Exception as exc:  # noqa: BLE001
         raise SystemExit(internal_error(exc)) from None
+
+
+def exit_now(code: int) -> "NoReturn":
+    """End a command that has written and flushed everything it writes: at once, without the interpreter's teardown
+    (torch's takes about 0.4 s and writes nothing). For the ``__main__`` of a command, never inside a library call."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

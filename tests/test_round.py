@@ -191,3 +191,25 @@ def test_measuring_again_keeps_the_files_of_an_sr_folder_that_are_not_the_kits(t
         assert main([*common, "--refresh", "all"]) == 0
     assert (sr / "67_Keep" / "valid" / "important.txt").read_text() == "the organiser's note\n"
     assert sorted(p.name for p in (sr / "67_Keep" / "valid").iterdir()) == ["img_002.png", "important.txt"]
+
+
+SAMPLES = TOY_NET.replace("        return self.up(self.conv(x))",
+                          "        return self.up(self.conv(x)) + 0.05 * torch.rand(1)  # samples at inference")
+
+
+def test_a_forward_that_samples_is_flagged_with_the_spread_of_its_psnr(tmp_path, one_image) -> None:
+    """The same input twice gives different outputs (as a 2025 team's gumbel-softmax did): flagged, with the split's
+    mean PSNR in three runs; a deterministic network is said to be one."""
+    spec = tmp_path / "teams.toml"
+    spec.write_text(toy(tmp_path, 68, "Dice", SAMPLES) + toy(tmp_path, 69, "Steady"))
+    out = tmp_path / "o"
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        main(["batch", "--spec", str(spec), "--data_dir", str(one_image), "--results_dir", str(out), "--device", "cpu",
+              "--quiet", "--in_process", "--unconfined"])
+    results = json.loads((out / "results.json").read_text())
+    dice, steady = results["68_Dice"], results["69_Steady"]
+    assert dice["valid_deterministic"] is False and len(dice["valid_psnr_runs"]) == 3
+    assert dice["valid_psnr_runs"][0] == dice["valid_ave_psnr"] and dice["valid_psnr_spread"] > 0
+    assert dice["valid_psnr_spread"] == max(dice["valid_psnr_runs"]) - min(dice["valid_psnr_runs"])
+    assert steady["valid_deterministic"] is True and "valid_psnr_runs" not in steady
+    assert "NOT DETERMINISTIC: PSNR spread" in (out / "batch.md").read_text()

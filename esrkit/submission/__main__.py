@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from esrkit.cli import EXIT_FAILED, EXIT_OK, run_guarded, startup
+from esrkit.cli import EXIT_FAILED, EXIT_OK, exit_now, run_guarded, startup
 
 with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile is one line too
     from esrkit.challenge import YEARS, Convention, year_rules
@@ -516,4 +516,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from esrkit.cli import EXIT_OK, EXIT_USAGE, run_guarded
+from esrkit.cli import EXIT_OK, EXIT_USAGE, exit_now, run_guarded
 
 CHANNEL_ENV = "ESRKIT_CHANNEL"  # the descriptor of the pipe a team process replies on
 READY, TIMING, TIMED = "ready", "timing", "timed"  # a team process's events (see Channel)
@@ -202,7 +202,7 @@ def warm_imports() -> None:
     import esrkit.spec  # noqa: F401
 
 
-def child_main(argv: Sequence[str] | None = None) -> int:
+def child_main(argv: Sequence[str] | None = None) -> None:
     """The team process: the request on the command line, the reply on the channel ``$ESRKIT_CHANNEL``."""
     parser = argparse.ArgumentParser(prog="python -m esrkit.submission.teamrun",
                                      description="one team of a batch (run by `python -m esrkit.submission batch`)")
@@ -214,7 +214,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     except (KeyError, ValueError, OSError):
         print(f"error: no reply channel (${CHANNEL_ENV}): this command is run by `python -m esrkit.submission batch`",
               file=sys.stderr)
-        return EXIT_USAGE
+        exit_now(EXIT_USAGE)
 
     def body() -> int:
         warm_imports()
@@ -228,12 +228,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         channel.send(json.loads(reply_json(outcome)))
         return EXIT_OK if outcome.status == OK else EXIT_USAGE
 
-    code = run_guarded(body, "this team was not measured")
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)  # everything is said and written: the interpreter's teardown (torch's ~0.4 s) helps nobody
+    exit_now(run_guarded(body, "this team was not measured"))  # everything is said and written
 
 
 if __name__ == "__main__":
-    sys.exit(child_main())
+    child_main()
