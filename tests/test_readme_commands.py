@@ -15,8 +15,8 @@ Commands run as written except for the substitutions in SUBSTITUTED, each with i
 needs, and data cut to one small image where a README command as written measures for minutes. Commands run on
 one torch thread (``OMP_NUM_THREADS=1``: the suite shares two cores).
 
-Runtime on this project's CPU machine (2 cores, 2026-12-07): about 45 s of CPU time (80-110 s wall while other
-work ran, load average 3-5).
+Runtime on this project's CPU machine (Intel Xeon, 2 cores, 2026-12-07), measured while other work ran: 74 s wall
+at load average 2-3 (65 s of CPU time), 112 s at load average 4-5.
 """
 
 from __future__ import annotations
