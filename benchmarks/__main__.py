@@ -23,7 +23,7 @@ with startup("no report file was written"):  # torch takes seconds to import: a 
     import torch
     from torch import nn
 
-    from benchmarks.measure import (FIXED_SIZES, Timing, fresh_model, time_fixed_input, time_split,
+    from benchmarks.measure import (FIXED_SIZES, Timing, check_loadable, fresh_model, time_fixed_input, time_split,
                                     weights_per_entry)
     from esrkit import spec
     from esrkit.atomic import atomic_write, check_writable_file
@@ -155,13 +155,20 @@ def runtime_markdown(timings: list[tuple[Entry, Timing]], device: str, ratios: d
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """The numbers given make sense, and every report path can be written -- before anything is measured."""
+    """The numbers given make sense, the flags go together, and every report path can be written -- before anything
+    is measured (the entries and their weights are checked next: :func:`benchmarks.measure.check_loadable`)."""
     if args.repeats < 1:
         raise KitError(f"--repeats {args.repeats}: give the challenge-protocol forwards per input (1 or more)")
     if not args.min_run_time > 0:
         raise KitError(f"--min_run_time {args.min_run_time:g}: give the seconds of the robust protocol (more than 0)")
     if args.html is not None and args.data_dir is None:
         raise KitError("--html shows a validation run (per-image PSNR against the baseline's): give --data_dir")
+    if args.baseline_weights is not None and (args.complexity_only or args.baseline.lower() == "none"):
+        why = "--complexity_only times no baseline" if args.complexity_only else "--baseline none skips the baseline"
+        raise KitError(f"--baseline_weights {args.baseline_weights}: {why}; drop --baseline_weights")
+    if args.complexity_only and args.data_dir is not None:
+        raise KitError(f"--data_dir {args.data_dir}: --complexity_only times nothing on it; drop --data_dir or "
+                       f"--complexity_only")
     if args.complexity_only:
         unsupported = [f"--{fmt}" for fmt in ("latex", "plot", "html") if getattr(args, fmt) is not None]
         if unsupported:
@@ -221,31 +228,53 @@ def page_entries(rows: list[tuple[Entry, bool, Complexity, list[Timing]]], devic
     return entries
 
 
+def baseline_of(args: argparse.Namespace, entries: list[tuple[Entry, Path | None]]) -> Entry | None:
+    """The ``--baseline`` entry, added to ``entries`` (with ``--baseline_weights``) unless it is one of them."""
+    if args.baseline.lower() == "none":
+        return None
+    baseline = get_entry(args.baseline)
+    if baseline.name not in {e.name for e, _ in entries if e.source is None}:
+        entries.append((baseline, args.baseline_weights))
+    elif args.baseline_weights is not None:
+        raise KitError(f"--baseline_weights {args.baseline_weights}: the baseline {baseline.name} is a --model_id "
+                       f"entry too, measured with its --weights; drop --baseline_weights")
+    return baseline
+
+
 def run(args: argparse.Namespace) -> str:
+    """Every input is checked (the flags, the report paths, the entries, the data, every weights file) before
+    anything is measured."""
     check_args(args)
     entries = entries_from_args(args)
     progress = Progress(enabled=False if args.quiet else None)
-    if args.complexity_only:
-        rows = [(e, trained, c) for e, trained, c, _ in measured(entries, torch.device("cpu"), progress, None,
-                                                                 args.untrained)]
-        report = complexity_markdown(rows)
-        if args.markdown:
-            atomic_write(args.markdown, report)
-        table = complexity_frame(rows)
-        if args.csv:
-            atomic_write(args.csv, table.to_csv(index=False, lineterminator="\n"))
-        if args.json:
-            atomic_write(args.json, table.to_json(orient="records", indent=2) + "\n")
-        return report
+    return complexity_report(args, entries, progress) if args.complexity_only else full_report(args, entries, progress)
+
+
+def complexity_report(args: argparse.Namespace, entries: list[tuple[Entry, Path | None]], progress: Progress) -> str:
+    check_loadable(entries, args.untrained)
+    rows = [(e, trained, c) for e, trained, c, _ in measured(entries, torch.device("cpu"), progress, None,
+                                                             args.untrained)]
+    report = complexity_markdown(rows)
+    if args.markdown:
+        atomic_write(args.markdown, report)
+    table = complexity_frame(rows)
+    if args.csv:
+        atomic_write(args.csv, table.to_csv(index=False, lineterminator="\n"))
+    if args.json:
+        atomic_write(args.json, table.to_json(orient="records", indent=2) + "\n")
+    return report
+
+
+def full_report(args: argparse.Namespace, entries: list[tuple[Entry, Path | None]], progress: Progress) -> str:
     from benchmarks import render, table3
 
-    baseline = None if args.baseline.lower() == "none" else get_entry(args.baseline)
-    if baseline is not None and baseline.name not in {e.name for e, _ in entries if e.source is None}:
-        entries.append((baseline, args.baseline_weights))
+    baseline = baseline_of(args, entries)
     published = table3.load_published(args.published)
     device = pick_device(args.device)
-    dev_name = device_name(device)
     split = open_split(args.data_dir) if args.data_dir is not None else None
+    flags = {baseline.display_name: "--baseline_weights"} if baseline is not None else {}
+    check_loadable(entries, args.untrained, flags)  # every weights file, the baseline's too
+    dev_name = device_name(device)
     torch.backends.cudnn.benchmark = False
 
     def timed(model: nn.Module, entry: Entry, trained: bool) -> list[Timing]:
@@ -254,7 +283,6 @@ def run(args: argparse.Namespace) -> str:
         return [time_fixed_input(model, entry, FIXED_SIZES[size], device, args.repeats, args.min_run_time)
                 for size in args.sizes]
 
-    flags = {baseline.display_name: "--baseline_weights"} if baseline is not None else {}
     rows = measured(entries, device, progress, timed, args.untrained, flags)
     main_timing = {e.display_name: ts[-1] for e, _, _, ts in rows}  # the split, or the last fixed size
     ratios = {}

@@ -58,6 +58,20 @@ def fresh_model(entry: Entry, weights: Path | None, device: torch.device,
     return prepare_model(entry.load(weights, flag=flag).model, device), True
 
 
+def check_loadable(entries: Sequence[tuple[Entry, Path | None]], untrained: bool = False,
+                   flags: dict[str, str] | None = None) -> None:
+    """Every entry builds and its weights load, as :func:`fresh_model` will do it -- before anything is measured, so
+    that a missing or mismatched weights file of the last entry (the baseline's) stops the run at once, not after
+    the others were measured. The models are built on the CPU and dropped; the global RNG is left as it was (an
+    untrained entry's weights are drawn from it when it is measured)."""
+    cpu = torch.device("cpu")
+    with torch.random.fork_rng(devices=[]):
+        for entry, weights in entries:
+            with entry.running_on(cpu):
+                model, _ = fresh_model(entry, weights, cpu, untrained, (flags or {}).get(entry.display_name, "--weights"))
+            del model
+
+
 def weights_per_entry(model_ids: Sequence[str], weights: Sequence[str | Path] | None) -> list[Path | None]:
     """One weights file per ``--model_id`` (None, or ``-``, for the entry's own ``model_zoo`` file)."""
     if weights is None:

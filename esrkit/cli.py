@@ -3,8 +3,8 @@
 Exit codes: 0 success; 1 a verdict that failed (``check``: a rule failed; ``batch``: a team failed);
 2 a usage or input/output error (a path, a file, a checkpoint, an image -- one ``error:`` line on
 stderr naming it and the fix); 70 an internal error (an exception no check foresaw: one
-``internal error:`` line, the traceback in a log file it names); 130 interrupted (Ctrl-C: one line
-saying what was kept).
+``internal error:`` line, the traceback in a log file it names); 130 interrupted (Ctrl-C, or SIGTERM in a
+command that takes it as Ctrl-C -- :func:`sigterm_as_interrupt` -- one line saying what was kept).
 
 This module imports nothing heavy, so that a command can guard its own imports with :func:`startup`
 (torch takes seconds to import: a Ctrl-C then is one line too, not a traceback).
@@ -16,11 +16,13 @@ import contextlib
 import datetime
 import os
 import platform
+import signal
 import sys
+import threading
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from esrkit.errors import KitError, first_line
 
@@ -72,16 +74,45 @@ def internal_error(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, ``scancel``, ``kill``), raised where Ctrl-C raises KeyboardInterrupt."""
+
+
+def raise_terminated(signum: int, frame: Any) -> None:
+    """The SIGTERM handler of :func:`sigterm_as_interrupt`."""
+    raise Terminated
+
+
+def interrupted_by(exc: BaseException) -> str:
+    """The start of an interrupted command's last line: ``interrupted`` (Ctrl-C) or ``interrupted by SIGTERM``."""
+    return "interrupted by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While entered, SIGTERM stops the command as Ctrl-C does (a :class:`Terminated` is raised), instead of
+    ending the process at once with nothing said and nothing kept. Only the main thread can install a handler;
+    elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_guarded(body: Callable[[], int], interrupted: str = "interrupted") -> int:
-    """Run ``body``: a :class:`KitError` or an I/O error becomes ``error: <message>`` and exit 2, Ctrl-C 130, any
-    other exception one ``internal error:`` line and exit 70."""
+    """Run ``body``: a :class:`KitError` or an I/O error becomes ``error: <message>`` and exit 2, Ctrl-C (or a
+    :class:`Terminated`) 130, any other exception one ``internal error:`` line and exit 70."""
     try:
         return body()
     except KitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"interrupted: {interrupted}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"{interrupted_by(exc)}: {interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader went away (| head): nothing to say
         return EXIT_USAGE

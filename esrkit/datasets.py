@@ -14,7 +14,9 @@ benchmark      valid: HR                      LR_bicubic/X4                ``{st
 folder         valid: the folder itself       made by the kit's MATLAB-bicubic ``imresize``
 =============  ============================  ===========================  ======================
 
-HR images are modcropped to the scale; an LR image must be exactly HR/scale.
+HR images are modcropped to the scale; an LR image must be exactly HR/scale. Whatever a split's HR or LR
+folder holds that the split does not use (a non-image file, a broken link, an LR image no HR image is named
+for) is skipped with a warning naming it.
 
 LR-only splits (``lr_only=True``): the 2024/2025 test phase gives teams the LR images alone. The
 split is then listed from its LR folder (for ``folder``, the folder's images are the LR), names
@@ -194,6 +196,8 @@ def open_split(
     else:
         if not lr_dir.is_dir():
             raise KitError(f"HR images found in {hr_dir} but the LR folder {lr_dir} does not exist")
+        _warn_unpaired_lr(lr_dir, {spec.lr_name.format(stem=p.stem, scale=scale) for p in hr_files}, hr_dir,
+                          spec.lr_name.format(stem="NAME", scale=scale))
         pairs = tuple(_pair(p, lr_dir, spec.lr_name, scale) for p in hr_files)
     return _checked(Split(split, layout, root, pairs), scale)
 
@@ -219,7 +223,8 @@ def _lr_only_pairs(root: Path, spec: SplitSpec, scale: int) -> tuple[ImagePair, 
         raise KitError(f"--lr_only needs the LR folder {lr_dir}, which does not exist: check --data_dir / --layout")
     prefix, _, suffix = spec.lr_name.format(scale=scale, stem="{stem}").partition("{stem}")
     pairs, strays = [], []
-    for path in _image_files(lr_dir):
+    # Named by the template, two files cannot give one name; a plain folder's a.png and a.jpg would.
+    for path in _image_files(lr_dir) if spec.lr_dir is None else _listed_images(lr_dir):
         if spec.lr_dir is None:
             pairs.append(ImagePair(path.stem, None, path))
         elif path.name.startswith(prefix) and path.name.endswith(suffix) and len(path.name) > len(prefix + suffix):
@@ -228,10 +233,19 @@ def _lr_only_pairs(root: Path, spec: SplitSpec, scale: int) -> tuple[ImagePair, 
             strays.append(path.name)
     if strays:
         print(f"warning: ignoring {len(strays)} file(s) in {lr_dir} not named like "
-              f"{spec.lr_name.format(stem='NAME', scale=scale)}: {', '.join(strays[:5])}", file=sys.stderr)
+              f"{spec.lr_name.format(stem='NAME', scale=scale)}: {_names(strays)}", file=sys.stderr)
     if not pairs:
         raise KitError(f"no LR images named {spec.lr_name.format(stem='NAME', scale=scale)} in {lr_dir}")
     return tuple(pairs)
+
+
+def _warn_unpaired_lr(lr_dir: Path, expected: set[str], hr_dir: Path, template: str) -> None:
+    """The LR folder of a paired split is read by name; what else it holds is named in a warning (an LR image
+    misnamed, or one whose HR is missing, would otherwise be left out without a word)."""
+    strays = [p.name for p in _listed_images(lr_dir) if p.name not in expected]
+    if strays:
+        print(f"warning: ignoring {len(strays)} image(s) in {lr_dir} that are not the LR ({template}) of an HR image "
+              f"in {hr_dir}: {_names(strays)}", file=sys.stderr)
 
 
 def _pair(hr: Path, lr_dir: Path, template: str, scale: int) -> ImagePair:
@@ -248,21 +262,33 @@ def _existing_dir(data_dir: str | Path) -> Path:
     return root
 
 
+def _names(names: list[str], shown: int = 5) -> str:
+    """The first few of ``names``, and how many more there are."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _listed_images(folder: Path) -> list[Path]:
+    """The image files of ``folder`` in sorted order; other files are skipped with a warning, and so are broken
+    links (hidden files, such as ``.DS_Store``, silently)."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    broken = [p.name for p in entries if p.is_symlink() and not p.exists()]
+    if broken:
+        print(f"warning: ignoring {len(broken)} broken link(s) in {folder}: {_names(broken)}", file=sys.stderr)
+    files = [p for p in entries if p.is_file()]
+    skipped = [p.name for p in files if not is_image_file(p)]
+    if skipped:
+        print(f"warning: ignoring {len(skipped)} non-image file(s) in {folder}: {_names(skipped)}", file=sys.stderr)
+    return [p for p in files if is_image_file(p)]
+
+
 def _image_files(folder: Path) -> list[Path]:
-    """The image files of ``folder`` in sorted order; others are skipped with a warning, and so are broken links.
+    """The images a split is listed from (:func:`_listed_images`).
 
     Two images whose names differ only in the extension (``a.png``, ``a.jpg``) would give one SR file
     and one results entry for both: that is an error naming them.
     """
-    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    broken = [p.name for p in entries if p.is_symlink() and not p.exists()]
-    if broken:
-        print(f"warning: ignoring {len(broken)} broken link(s) in {folder}: {', '.join(broken[:5])}", file=sys.stderr)
-    files = [p for p in entries if p.is_file()]
-    skipped = [p.name for p in files if not is_image_file(p)]
-    if skipped:
-        print(f"warning: ignoring {len(skipped)} non-image file(s) in {folder}: {', '.join(skipped[:5])}", file=sys.stderr)
-    images = [p for p in files if is_image_file(p)]
+    images = _listed_images(folder)
     by_stem: dict[str, Path] = {}
     for path in images:
         if path.stem in by_stem:

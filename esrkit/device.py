@@ -9,14 +9,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import platform
+import re
 from typing import Any, Callable, Iterator
 
 import torch
 from torch.overrides import TorchFunctionMode
 
-from esrkit.errors import KitError
+from esrkit.errors import KitError, first_line
 
 MIB = 1024**2
+# What torch says when code wants a GPU this machine lacks: "Jiterator is only supported on CUDA and ROCm GPUs",
+# "Torch not compiled with CUDA enabled", "Found no NVIDIA driver", "No CUDA GPUs are available", ...
+_WANTS_A_GPU = re.compile(r"\bCUDA\b|\bROCm\b|NVIDIA driver|\bGPUs?\b")
 
 
 def mps_available() -> bool:
@@ -48,6 +52,22 @@ def pick_device(requested: str = "auto") -> torch.device:
     elif device.type != "cpu":
         raise KitError(f"unsupported device {requested!r}: use auto, cuda, cuda:N, mps or cpu")
     return device
+
+
+def cuda_only_hint(exc: BaseException) -> str | None:
+    """The fix for an exception that says the code needs CUDA, on a machine without it (None otherwise: on a GPU
+    machine a CUDA error is something else -- memory, a kernel fault)."""
+    if torch.cuda.is_available() or not _WANTS_A_GPU.search(str(exc)):
+        return None
+    return ("a CUDA-only operation, which needs a GPU machine: this one has no CUDA GPU (torch.cuda.is_available() "
+            "is False); run this entry on a machine with one")
+
+
+def explain_failure(exc: BaseException) -> str:
+    """User code's exception as one line (:func:`~esrkit.errors.first_line`), with :func:`cuda_only_hint`'s fix
+    when it applies."""
+    hint = cuda_only_hint(exc)
+    return first_line(exc) + (f" ({hint})" if hint else "")
 
 
 def device_name(device: torch.device) -> str:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from esrkit.checkpoint import CheckpointFilter, LoadReport, StateKey, load_by_method, load_weights
-from esrkit.device import cuda_redirected
+from esrkit.device import cuda_only_hint, cuda_redirected, explain_failure
 from esrkit.errors import KitError, first_line
 from esrkit.names import safe_name
 from esrkit.options import Style, named_as, option, options
@@ -144,8 +144,8 @@ class Entry:
         except KitError:
             raise
         except Exception as exc:  # a team's constructor can raise anything: wrong arguments, mostly
-            raise KitError(f"{self.name}: building {self.call_text()} raised {first_line(exc)} "
-                           f"(check the class and its constructor arguments)") from None
+            hint = cuda_only_hint(exc) or "check the class and its constructor arguments"
+            raise KitError(f"{self.name}: building {self.call_text()} raised {first_line(exc)} ({hint})") from None
         if not isinstance(model, nn.Module):
             raise KitError(f"{self.name}: {self.call_text()} returned {type(model).__name__}, not an nn.Module")
         return model.eval()
@@ -218,7 +218,7 @@ class Entry:
             for target in targets:
                 getattr(target, method)()
         except Exception as exc:  # the team's re-parameterisation code
-            raise KitError(f"{self.name}: the post-load step {self.post_load} raised {first_line(exc)}") from None
+            raise KitError(f"{self.name}: the post-load step {self.post_load} raised {explain_failure(exc)}") from None
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from torch import nn
 
 from esrkit import metrics as metric_table
 from esrkit.datasets import ImagePair, Split
-from esrkit.device import available_memory_bytes, peak_mib, reset_peak, synchronize
+from esrkit.device import available_memory_bytes, cuda_only_hint, peak_mib, reset_peak, synchronize
 from esrkit.errors import KitError, NonFiniteOutput, first_line
 from esrkit.imageio import count_non_finite, quantise, uint8_to_tensor, write_png
 from esrkit.measure.timing import Stopwatch, mean, repeat
@@ -58,6 +58,7 @@ from esrkit.progress import QUIET, Bar, Progress
 CHALLENGE_ENGINE = "fp32 eager (challenge protocol)"
 OOM_FALLBACK_TILE = 256
 SMALL_LR = 64  # LR side below which a failing forward is most likely a too-small image
+DETERMINISM_RERUNS = 2  # further untimed runs of a split whose network is not deterministic (for its PSNR spread)
 CPU_LIVE_FACTOR = 6  # tensors of the largest activation's size alive at once (CPU memory prediction)
 CPU_PREDICT_ABOVE = 1_000_000  # LR pixels from which the CPU memory is predicted (beyond every DIV2K / LSDIR LR)
 CPU_ALLOCATION_ERRORS = re.compile(r"can't allocate memory|not enough memory|bad_alloc|out of memory", re.I)
@@ -93,6 +94,8 @@ class SplitRecord:
     loop: str = "sequential"
     wall_s: float | None = None
     lr_only: bool = False
+    deterministic: bool | None = None  # the first image run again gave the same SR image (None: not checked)
+    psnr_runs: list[float] = field(default_factory=list)  # when not: the split's mean PSNR in each of its runs
 
     @property
     def names(self) -> list[str]:
@@ -177,9 +180,10 @@ def forward_tiled(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 def forward_failed(name: str, x: torch.Tensor, exc: BaseException) -> KitError:
     """One line for a forward pass that raised: which image, its LR size, torch's first line and a hint."""
     h, w = x.shape[-2:]
-    hint = ("the image may be smaller than the network supports (ESA's stride-2 conv and 7x7 pooling need about "
-            "15x15 LR pixels): remove or enlarge it" if min(h, w) < SMALL_LR else
-            "check that the entry, its weights and --device fit together")
+    hint = cuda_only_hint(exc) or (
+        "the image may be smaller than the network supports (ESA's stride-2 conv and 7x7 pooling need about "
+        "15x15 LR pixels): remove or enlarge it" if min(h, w) < SMALL_LR else
+        "check that the entry, its weights and --device fit together")
     return KitError(f"the model failed on {name} (LR {w}x{h}): {first_line(exc)} -- {hint}")
 
 
@@ -560,6 +564,7 @@ class Evaluator:
                  else read_sequentially(split.pairs, self.scale))
         pending: deque[_Pending] = deque()
         warm_inputs: dict[int, np.ndarray] = {}  # image index -> LR, for the images of the warm pass
+        first: dict[str, np.ndarray] = {}  # the first image's LR and SR, to run it again (determinism)
         sampled = set(warm_sample(len(split), self.warm_images)) if self.warm_runs else set()
         peak = 0.0
         finished = False
@@ -572,10 +577,12 @@ class Evaluator:
                     pending.append(item)
                     if index in sampled:
                         warm_inputs[index] = lr
+                    if index == 0:
+                        first["lr"] = lr
                     while len(pending) > lag:
-                        self._collect(pending.popleft(), record, writer, save_dir, bar)
+                        self._collect(pending.popleft(), record, writer, save_dir, bar, first)
                 while pending:
-                    self._collect(pending.popleft(), record, writer, save_dir, bar)
+                    self._collect(pending.popleft(), record, writer, save_dir, bar, first)
             if watch.deferred:
                 for image, ms in zip(record.images, watch.resolve()):
                     image.runtime_ms = ms
@@ -592,6 +599,8 @@ class Evaluator:
             record.memory_mib = self._memory_so_far
         if self.warm_runs:
             self._warm_pass(record, warm_inputs)
+        if self.fast is None and "sr" in first:
+            self._check_determinism(record, split, first["lr"], first["sr"])
         return record
 
     def _launch(self, name: str, hr: np.ndarray | None, lr: np.ndarray, watch: Stopwatch) -> tuple[_Pending, float]:
@@ -633,8 +642,10 @@ class Evaluator:
         scores = {} if hr is None else metric_table.score_all(self.metrics, sr_host, hr, self.scale)
         return _Pending(name, ms, scores, None, (), bad, sr_host, None, tiled or fell_back, fell_back), forward_peak
 
-    def _collect(self, item: _Pending, record: SplitRecord, writer: ImageWriter, save_dir: Path | None, bar: Bar) -> None:
-        """Wait for one image's numbers, check them, record them and hand its SR image to the writer."""
+    def _collect(self, item: _Pending, record: SplitRecord, writer: ImageWriter, save_dir: Path | None, bar: Bar,
+                 first: dict[str, np.ndarray]) -> None:
+        """Wait for one image's numbers, check them, record them and hand its SR image to the writer (the first
+        image's is kept in ``first`` too)."""
         bad, scores, rgb = item.bad_values, item.scores, item.sr
         if item.queued is not None:
             if item.done is not None:
@@ -647,11 +658,38 @@ class Evaluator:
             raise NonFiniteOutput(f"{self.source} gave {bad} non-finite value(s) (NaN/Inf) on {item.name}: broken "
                                   f"weights or a numerically unstable model -- no PSNR is reported for it")
         record.images.append(ImageRecord(item.name, item.ms, scores, item.tiled, item.fell_back))
+        if len(record.images) == 1:
+            first["sr"] = rgb  # type: ignore[assignment]
         if save_dir is not None:
             writer.submit(save_dir / f"{item.name}.png", rgb)  # type: ignore[arg-type]
         psnr = f"{scores['psnr']:.2f} dB" if "psnr" in scores else "no HR"
         timing = "" if math.isnan(item.ms) else f", {item.ms:.1f} ms"
         bar.advance(f"{item.name}: {psnr}{timing}")
+
+    def _sr_image(self, lr: np.ndarray) -> np.ndarray:
+        """The quantised SR image of one LR image, untimed (as the challenge pass makes it)."""
+        x = uint8_to_tensor(lr, self.data_range).to(self.device)
+        out = self.forward(x)
+        return quantise(out.detach().float().clamp_(0, self.data_range).cpu(), self.data_range).numpy()
+
+    def _check_determinism(self, record: SplitRecord, split: Split, lr: np.ndarray, sr: np.ndarray) -> None:
+        """The first image run once more: the same SR image, or a network whose output is not a function of its
+        input (it samples at inference: dropout left on, gumbel-softmax, noise) -- then the whole split runs
+        ``DETERMINISM_RERUNS`` more times, untimed, and its mean PSNR in each run is recorded (their spread says
+        how much the one figure of the challenge pass could move). Beside the challenge figures, never instead."""
+        record.deterministic = bool(np.array_equal(self._sr_image(lr), sr))
+        if record.deterministic or not record.has_metrics or "psnr" not in record.metric_names:
+            return
+        self.progress.write(f"warning: {self.source}: the same input twice gave different SR images ({record.images[0].name}): "
+                            f"the network is not deterministic; running {split.name} {DETERMINISM_RERUNS} more times, "
+                            f"untimed, for the spread of its PSNR")
+        psnr = metric_table.METRICS["psnr"]
+        runs = [record.mean("psnr")]
+        for _ in range(DETERMINISM_RERUNS):
+            values = [float(psnr.compute(self._sr_image(lr_img), hr, self.scale)) for _, hr, lr_img in
+                      read_sequentially(split.pairs, self.scale)]
+            runs.append(mean(values))
+        record.psnr_runs = runs
 
     def _warm_pass(self, record: SplitRecord, inputs: dict[int, np.ndarray]) -> None:
         """Per image of the sample, one warm-up and ``warm_runs`` timed repeats, median (beside the challenge figure)."""

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from torch import nn
 
+from esrkit import arguments
 from esrkit.entry import Entry
 from esrkit.errors import KitError
 
@@ -31,16 +32,21 @@ Arch = TypeVar("Arch", bound=Callable[..., nn.Module])
 
 def register(entry: Entry) -> Entry:
     """Add ``entry`` to the registry (or to the list of :func:`collecting`); names and ids are unique."""
+    if not isinstance(entry, Entry):
+        raise arguments.wrong("register", "entry", "an esrkit.Entry(name=..., arch=..., scale=..., data_range=..., "
+                                                   "model_id=...)", entry)
     if _COLLECTOR is not None:
         _COLLECTOR.append(entry)
         return entry
     lowered = entry.name.lower()
     if lowered in _ENTRIES:
-        raise ValueError(f"entry name {entry.name!r} is registered twice")
-    if entry.model_id is None:
-        raise ValueError(f"entry {entry.name!r} needs a model id to be registered")
+        raise KitError(f"esrkit.register: entry name {entry.name!r} is registered twice: give it another name")
+    if not arguments.is_integer(entry.model_id):
+        raise KitError(f"esrkit.register: entry {entry.name!r} needs an integer model_id to be registered, got "
+                       f"{arguments.shown(entry.model_id)}")
     if entry.model_id in _BY_ID:
-        raise ValueError(f"model id {entry.model_id} is used by both {_BY_ID[entry.model_id].name!r} and {entry.name!r}")
+        raise KitError(f"esrkit.register: model id {entry.model_id} is used by both {_BY_ID[entry.model_id].name!r} "
+                       f"and {entry.name!r}: give it a free id ({max(_BY_ID) + 1} is)")
     _ENTRIES[lowered] = entry
     _BY_ID[entry.model_id] = entry
     return entry
@@ -87,6 +93,8 @@ def list_entries() -> list[Entry]:
 
 def get_entry(name_or_id: str | int) -> Entry:
     """Look an entry up by name (case-insensitive) or by numeric id ("0", 0, "10")."""
+    if not (isinstance(name_or_id, str) or arguments.is_integer(name_or_id)):
+        raise arguments.wrong("get_entry", "name_or_id", "an entry's name (a str) or id (an int)", name_or_id)
     _import_models()
     if isinstance(name_or_id, int) or str(name_or_id).strip().isdigit():
         model_id = int(name_or_id)

@@ -45,6 +45,7 @@ from esrkit.measure.timing import mean
 if TYPE_CHECKING:
     from esrkit.run import EntryRun
 from esrkit.metrics import METRICS
+from esrkit.verdicts import IDENTICAL, summary, verification_of
 
 JSON_NAME = "results.json"
 TXT_NAME = "results.txt"
@@ -87,6 +88,11 @@ def split_keys(r: SplitRecord, cold_start: bool = True) -> dict[str, Any]:
         rec[f"{m}_oom_tiled_fallback"] = r.oom_fallback
     if r.wall_s is not None:
         rec[f"{m}_wall_s"] = r.wall_s
+    if r.deterministic is not None:
+        rec[f"{m}_deterministic"] = r.deterministic
+    if r.psnr_runs:
+        rec[f"{m}_psnr_runs"] = r.psnr_runs
+        rec[f"{m}_psnr_spread"] = max(r.psnr_runs) - min(r.psnr_runs)
     return rec
 
 
@@ -199,6 +205,8 @@ def render_results_txt(results: dict[str, Any], include_test: bool, hybrid_test:
     The first split is ``hybrid_test`` in hybrid mode, else ``valid``. An entry that lacks a column's
     keys shows ``-`` there (the official code raises KeyError instead); every other cell is formatted as
     the official writer formats it (GPU memory off CUDA: 0.00, with ``memory_measured`` false in the json).
+    Below the table, where there are any: the entries measured unconfined, and the upload verdicts other than
+    identical (:mod:`esrkit.verdicts`), as ``#`` lines.
     """
     first = "hybrid_test" if hybrid_test else "valid"
     if include_test:
@@ -226,6 +234,12 @@ def render_results_txt(results: dict[str, Any], include_test: bool, hybrid_test:
     if unconfined:  # only then: a round measured confined keeps the official table exactly
         lines.append(f"\n# measured unconfined (--unconfined: the team's code ran with the organiser's rights, "
                      f"outside the sandbox): {', '.join(unconfined)}\n")
+    verified = [(str(name), verification_of(v)) for name, v in results.items()]
+    flagged = [(name, record) for name, record in verified if record is not None and record["verdict"] != IDENTICAL]
+    if flagged:  # only then, and after the table: it stays the official one
+        lines.append("\n# upload verification (the SR images uploaded to the online server against those the team's "
+                     "code reproduces; identical ones not listed):\n")
+        lines += [f"# {name}: {summary(record)}\n" for name, record in flagged]
     return "".join(lines)
 
 

@@ -3,12 +3,12 @@
 The page shows the round's table -- rank under the year's rules (2022/2023: main track by runtime, with
 Model Comp. and Overall; 2024/2025: the score relative to the year's baseline), team, PSNR, runtime (the
 challenge figure, the warm median, the ratio to the baseline), params, FLOPs under the year's counter
-with the other beside it, activations, memory, #conv, status, flags -- sortable by every column, and
-readable with 60 teams (it scrolls inside its box, rank and team kept in view; a score too large to mean
-anything in digits is said in words); the PSNR-runtime and PSNR-FLOPs plots with their Pareto fronts
-(inline SVG from :mod:`esrkit.frontier_svg`: log runtime axis, numbered points whose labels never
-overlap, a key); each team's flags in words; and per team a drill-down with its per-image PSNR against
-the baseline's.
+with the other beside it, activations, memory, #conv, the upload's verdict (where one was checked), status,
+flags -- sortable by every column, and readable with 60 teams (it scrolls inside its box, rank and team
+kept in view; a score too large to mean anything in digits is said in words); the PSNR-runtime and
+PSNR-FLOPs plots with their Pareto fronts (inline SVG from :mod:`esrkit.frontier_svg`: log runtime axis,
+numbered points whose labels never overlap, a key); each team's flags in words; and per team a drill-down
+with its per-image PSNR against the baseline's.
 
 It opens from disk with no network: the style, the script and the figures (inline SVG, and PNG data URIs)
 are inside the file, and its Content-Security-Policy lets nothing else load. Everything taken from
@@ -50,6 +50,7 @@ from esrkit.digests import entry_digest
 from esrkit.errors import KitError
 from esrkit.frontier_svg import BASE, FRONT, POINT, Point, frontier_svg
 from esrkit.ranking import score_from_ratios, track_ranks, ordinal
+from esrkit.verdicts import IDENTICAL, short as verdict_short, summary as verdict_summary, verification_of
 
 FORMATS: dict[str, str] = {  # how each kind of number is shown (the official results.txt's precision)
     "psnr": ".2f", "runtime": ".2f", "params": ".3f", "flops": ".2f", "acts": ".2f", "memory": ".2f",
@@ -580,9 +581,15 @@ def _flags(row: Row) -> list[Flag]:
         flags.append(Flag("changed outside the kit", "its results.json entry is not what the kit wrote (its digest in "
                                                      "batch_status.json differs): not the kit's figure, not ranked; "
                                                      "measure it again with batch --refresh missing"))
+    if isinstance(e.get("psnr_implausible"), str):
+        flags.append(Flag("implausible PSNR", f"{e['psnr_implausible']}"))
     if e.get("confined") is False:
         flags.append(Flag("unconfined", "measured with --unconfined: the team's code ran with the organiser's rights, "
                                         "outside the sandbox"))
+    verification = verification_of(e)
+    if verification is not None and verification["verdict"] != IDENTICAL:
+        flags.append(Flag(verdict_short(verification), f"upload verification: {verdict_summary(verification)} "
+                                                      f"(checked {verification.get('date', '?')})"))
     for split in ("valid", "test"):
         if e.get(f"{split}_deterministic") is False:
             spread = _finite(e.get(f"{split}_psnr_spread"))
@@ -666,6 +673,9 @@ def _columns(rows: Sequence[Row], rules: Rules, with_status: bool) -> list[Colum
              Column("acts", "Acts [M]", "activations"),
              Column("memory", "Memory [MiB]", "valid_memory: peak CUDA memory"),
              Column("conv", "#Conv", "num_conv")]
+    if any(verification_of(r.entry) is not None for r in rows):
+        cols.append(Column("upload", "Upload", "the SR images uploaded to the online server against those the team's "
+                                               "code reproduces (verify, batch --verify_uploads)", numeric=False))
     if with_status:
         cols.append(Column("status", "Status", "batch_status.json", numeric=False))
     cols.append(Column("flags", "Flags", "what to know about the figures", numeric=False))
@@ -715,6 +725,10 @@ def _cell(row: Row, col: str, rules: Rules) -> Cell:
         return Cell([row.flops(HOOKS if rules.counter == FVCORE else FVCORE, page_counter=False)])
     if col == "status":
         return Cell(text=row.status or "-", title=row.error)
+    if col == "upload":
+        verification = verification_of(e)
+        return Cell(text="-") if verification is None else Cell(text=verification["verdict"],
+                                                                title=verdict_summary(verification))
     if col == "flags":
         return Cell(text="")
     key, kind = {"psnr_valid": ("valid_ave_psnr", "psnr"), "psnr_test": ("test_ave_psnr", "psnr"),

@@ -27,9 +27,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import IO, Iterable, Mapping, Sequence
 
 from esrkit.errors import KitError
 
@@ -105,9 +106,24 @@ class Sandbox:
         return args + ["--dir", str(cwd), "--remount-ro", "/tmp", "--remount-ro", "/", "--chdir", str(cwd), "--", *argv]
 
     def run(self, argv: Sequence[str], view: View, env: Mapping[str, str] | None = None) -> int:
-        """Run ``argv`` confined to ``view``, its input and output this process's (a command of the kit run on a
-        team's code for someone else: ``check``); its exit code (a signal N as 128 + N)."""
-        return subprocess.run(self.command(argv, view, env)).returncode
+        """Run ``argv`` confined to ``view`` (a command of the kit run on a team's code for someone else: ``check``),
+        its output passed on line by line to this process's ``sys.stdout`` / ``sys.stderr``; its exit code (a
+        signal N as 128 + N)."""
+        process = subprocess.Popen(self.command(argv, view, env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
+
+        def relay(pipe: IO[str], to_stderr: bool) -> None:
+            for line in pipe:
+                stream = sys.stderr if to_stderr else sys.stdout
+                stream.write(line)
+                stream.flush()
+
+        readers = [threading.Thread(target=relay, args=(process.stderr, True), daemon=True)]
+        readers[0].start()
+        relay(process.stdout, False)  # type: ignore[arg-type]
+        code = process.wait()
+        readers[0].join()
+        return code
 
 
 def confined_here() -> bool:

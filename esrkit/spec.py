@@ -42,6 +42,7 @@ import argparse
 import inspect
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -54,7 +55,7 @@ else:  # pragma: no cover - Python 3.10
 
 from jsonschema import Draft202012Validator
 
-from esrkit import teamfile
+from esrkit import arguments, teamfile
 from esrkit.checkpoint import key_mismatch, read_checkpoint, select_state_dict, state_key_problem
 from esrkit.entry import EACH_PREFIX, Entry
 from esrkit.errors import KitError
@@ -203,6 +204,16 @@ TEAM_SCHEMA: dict[str, Any] = {
                            "description": _ARGUMENT}},
 }
 SPEC_KEYS = tuple(TEAM_SCHEMA["properties"])
+# The same facts as Python keywords (esrkit.entry_from_spec, a TeamSpec): constructor arguments may then be any
+# Python value (None included: no init_none), paths Path objects, lists tuples.
+KEYWORD_SCHEMA: dict[str, Any] = {
+    **TEAM_SCHEMA,
+    "properties": {
+        **{k: v for k, v in TEAM_SCHEMA["properties"].items() if k != "init_none"},
+        "init_args": {"type": "array", "description": "a list or tuple of constructor arguments"},
+        "init_kwargs": {"type": "object", "description": "a dict of constructor keyword arguments"},
+    },
+}
 FILE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -215,8 +226,10 @@ FILE_SCHEMA: dict[str, Any] = {
 }
 
 
-def _schema_problem(instance: dict[str, Any], schema: dict[str, Any], where: str) -> str | None:
-    """The first way ``instance`` breaks ``schema``, as one sentence naming the key and what it must be."""
+def _schema_problem(instance: dict[str, Any], schema: dict[str, Any], where: str,
+                    spelled: Callable[[str, Any], str] = lambda key, value: f"{key} = {toml_value(value)}") -> str | None:
+    """The first way ``instance`` breaks ``schema``, as one sentence naming the key and what it must be (the key and
+    value ``spelled`` as TOML, or as the caller wrote them)."""
     errors = sorted(Draft202012Validator(schema).iter_errors(instance), key=lambda e: (list(e.path), e.validator))
     if not errors:
         return None
@@ -230,8 +243,8 @@ def _schema_problem(instance: dict[str, Any], schema: dict[str, Any], where: str
     key = str(error.path[0])
     if len(error.path) > 1 and "description" in error.schema:  # a value inside a list or table, named by its path
         inner = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in list(error.path)[1:])
-        return f"{where}: {inner} = {toml_value(error.instance)} must be {error.schema['description']}"
-    return f"{where}: {key} = {toml_value(instance[key])} must be {schema['properties'][key]['description']}"
+        return f"{where}: {spelled(inner, error.instance)} must be {error.schema['description']}"
+    return f"{where}: {spelled(key, instance[key])} must be {schema['properties'][key]['description']}"
 
 
 def team_spec(table: dict[str, Any], base: Path, where: str) -> TeamSpec:
@@ -254,6 +267,27 @@ def team_spec(table: dict[str, Any], base: Path, where: str) -> TeamSpec:
     if "data_range" in values:
         values["data_range"] = float(values["data_range"])
     spec = TeamSpec(**values, in_file=True)
+    check_spec(spec, where)
+    return spec
+
+
+def spec_from_keywords(facts: dict[str, Any], where: str) -> TeamSpec:
+    """A spec from its facts as Python keywords (None: not said; paths str or Path; lists or tuples), each checked
+    as a spec file's are (:data:`KEYWORD_SCHEMA`, :func:`check_spec`), messages naming them as keywords."""
+    unknown = sorted(set(facts) - set(KEYWORD_SCHEMA["properties"]))
+    if unknown:
+        raise KitError(f"{where}: unknown keyword(s) {', '.join(unknown)}; it takes: "
+                       f"{', '.join(KEYWORD_SCHEMA['properties'])}")
+    given = {k: v for k, v in facts.items() if v is not None}
+    as_json = {k: os.fspath(v) if k in ("model_file", "weights") and isinstance(v, os.PathLike) else
+               str(v) if k == "entry" and type(v) is int else
+               list(v) if isinstance(v, tuple) else v for k, v in given.items()}
+    problem = _schema_problem(as_json, KEYWORD_SCHEMA, where, lambda key, value: f"{key}={arguments.shown(value)}")
+    if problem:
+        raise KitError(problem)
+    values = {k: Path(as_json[k]).expanduser() if k in ("model_file", "weights") else
+              as_json[k] if k == "entry" else v for k, v in given.items()}
+    spec = TeamSpec(**values)
     check_spec(spec, where)
     return spec
 
@@ -291,7 +325,7 @@ def load_spec_file(path: Path) -> SpecFile:
     shares its team number with another, is kept aside in :attr:`SpecFile.invalid`: it is an error for the
     commands that select it, and none for those that select other teams.
     """
-    path = Path(path).expanduser()
+    path = arguments.path("load_spec_file", "path", path, f"a spec file ({arguments.PATH})")
     if not path.is_file():
         raise KitError(f"spec file not found: {path}")
     try:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from esrkit import registry
-from esrkit.device import cuda_redirected
+from esrkit.device import cuda_redirected, explain_failure
 from esrkit.entry import Entry
 from esrkit.errors import KitError, first_line
 from esrkit.teamcode import TeamExit, exits_refused
@@ -204,7 +204,7 @@ def import_team_file(path: Path) -> TeamModule:
             raise KitError(f"{path.name} imports {missing}, which is not installed here: {install_hint(missing)}") from None
         except Exception as exc:  # the file is user code: any error is reported, none is hidden
             sys.modules.pop(module_name, None)
-            raise KitError(f"importing {path.name} failed: {first_line(exc)}") from None
+            raise KitError(f"importing {path.name} failed: {explain_failure(exc)}") from None
     return TeamModule(path, module, tuple(collected), cuda_lines)
 
 

@@ -12,8 +12,9 @@ loadable as weights), ``best_weights.pth`` (plain state_dict of the best validat
 ``log.csv`` and ``curves.png``. See :mod:`esrkit.training` for the pieces.
 
 Every output is checked before any work. Ctrl-C stops a run resumably: ``last.pth`` is written and
-one line gives the ``--resume`` command. Exit codes (:mod:`esrkit.cli`): 0 done, 2 a usage or I/O
-error (one ``error:`` line), 130 interrupted.
+one line gives the ``--resume`` command. SIGTERM (a scheduler's time limit, ``scancel``, ``kill``) does the
+same, its line saying ``interrupted by SIGTERM``. Exit codes (:mod:`esrkit.cli`): 0 done, 2 a usage or I/O
+error (one ``error:`` line), 130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from esrkit.cli import EXIT_INTERRUPTED, EXIT_OK, run_guarded, startup
+from esrkit.cli import EXIT_INTERRUPTED, EXIT_OK, run_guarded, sigterm_as_interrupt, startup
 
 with startup("stopped before the first iteration; nothing was written"):
     import torch.distributed as dist
@@ -130,7 +131,7 @@ def resume_command(checkpoint: Path, world_size: int) -> str:
 def report(summary: RunSummary, iters: int, world_size: int = 1) -> str:
     """The closing lines of a run (one line when it was interrupted)."""
     if summary.interrupted:
-        text = f"interrupted: at iteration {summary.step} of {iters}: {summary.note}"
+        text = f"{summary.stopped_by}: at iteration {summary.step} of {iters}: {summary.note}"
         if summary.checkpoint is not None:
             text += f"; continue with: {resume_command(summary.checkpoint, world_size)}"
         return text
@@ -144,7 +145,8 @@ def report(summary: RunSummary, iters: int, world_size: int = 1) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: exit codes and one-line errors as every command of the kit (:mod:`esrkit.cli`)."""
     try:
-        return run_guarded(lambda: train(argv), "stopped before the first iteration; nothing was written")
+        with sigterm_as_interrupt():
+            return run_guarded(lambda: train(argv), "stopped before the first iteration; nothing was written")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -8,6 +8,7 @@ import pandas as pd
 
 from benchmarks.__main__ import main
 from benchmarks.table3 import REFERENCE_COLUMNS, default_path
+from esrkit.paths import REPO_ROOT
 from tests.conftest import require
 
 
@@ -113,3 +114,30 @@ def test_the_html_report_is_the_results_page(tmp_path: Path, two_image_benchmark
                  "--quiet"]) == 0
     text = page.read_text(encoding="utf-8")
     assert "<html" in text and "MLRN-entire" in text and "RFDN" in text and "http://" not in text.split("<svg")[0]
+
+
+def test_every_input_is_checked_before_anything_is_measured(tmp_path: Path, two_image_benchmark: Path, capsys,
+                                                             monkeypatch) -> None:
+    """The README's full report without the baseline's weights stopped after 83 s of measuring the other entries
+    (the baseline's weights were looked at last): now every weights file is found and loaded first."""
+    counted = []
+    monkeypatch.setattr("benchmarks.__main__.count", lambda model: counted.append(model))
+    report = [tmp_path / "report.md", tmp_path / "report.html"]
+    full = ["--model_id", "MLRN-entire", "--data_dir", str(two_image_benchmark), "--repeats", "1",
+            "--markdown", str(report[0]), "--html", str(report[1])]
+    missing = tmp_path / "rfdn_typo.pth"
+    mlrn_weights = REPO_ROOT / "model_zoo" / "mlrn_entire_x4.pth"
+    for extra, expected in [
+        (["--baseline_weights", str(missing)], f"error: weights for RFDN not found: expected {missing}; check "
+                                               f"--baseline_weights"),
+        (["--baseline_weights", str(mlrn_weights)], "error: "),  # another network's weights: they do not load
+        (["--baseline", "none", "--baseline_weights", str(missing)], "error: --baseline_weights "),
+        (["--baseline", "MLRN-entire", "--baseline_weights", str(missing)], "error: --baseline_weights "),
+    ]:
+        assert main([*full, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(expected) and len(err.splitlines()) == 1, (extra, err)
+    for extra in (["--data_dir", str(two_image_benchmark)], ["--baseline_weights", str(missing)]):
+        assert main(["--complexity_only", *extra]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {extra[0]} ")
+    assert counted == [] and not any(path.exists() for path in report)  # nothing counted, timed or written

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from esrkit.datasets import demo_split, detect_layout, open_split
+from esrkit.datasets import LAYOUTS, demo_split, detect_layout, open_split
 from esrkit.errors import KitError
 from esrkit.imageio import read_rgb, write_png
 
@@ -109,6 +109,48 @@ def test_demo_split_ships_with_scikit_image() -> None:
 
 
 # --- bad input: each is a one-line KitError naming the file and the fix -------------------------
+
+def add_strays(folder: Path, *images: str) -> list[str]:
+    """A text file, a broken link and the given (unused) images in ``folder``: the names a warning must give."""
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "gone.png").symlink_to(folder / "deleted.png")
+    for name in images:
+        write_png(folder / name, np.zeros((4, 5, 3), np.uint8))
+    return ["notes.txt", "gone.png", *images]
+
+
+PAIRED_SPLITS = [(layout, split) for layout, splits in LAYOUTS.items() for split, spec in splits.items()
+                 if spec.lr_dir is not None]
+
+
+@pytest.mark.parametrize("layout, split", PAIRED_SPLITS, ids=[f"{a}-{b}" for a, b in PAIRED_SPLITS])
+@pytest.mark.parametrize("lr_only", [False, True], ids=["paired", "lr_only"])
+def test_what_a_split_does_not_use_is_named_in_a_warning(tmp_path: Path, capsys, layout, split, lr_only) -> None:
+    """HR and LR folders of every layout: a non-image file, a broken link, an LR image misnamed (``.jpg``, no
+    ``x4``) or with no HR are skipped, each named -- never left out without a word."""
+    spec = LAYOUTS[layout][split]
+    hr_dir, lr_dir = tmp_path / spec.hr_dir, tmp_path / spec.lr_dir.format(scale=4)
+    for stem in ("0801", "0802"):
+        make_pair(tmp_path, spec.hr_dir, str(lr_dir.relative_to(tmp_path)), stem, spec.lr_name.replace("{scale}", "4"))
+    hr_strays = add_strays(hr_dir)
+    misnamed = "0801x4.jpg" if spec.lr_name.endswith("x{scale}.png") else "0801.jpg"
+    lr_strays = add_strays(lr_dir, misnamed, *(() if lr_only else (spec.lr_name.format(stem="0899", scale=4),)))
+    opened = open_split(tmp_path, split, layout, lr_only=lr_only)
+    assert [p.name for p in opened.pairs] == ["0801", "0802"]
+    warnings = capsys.readouterr().err
+    for name in lr_strays + ([] if lr_only else hr_strays):  # lr_only: the HR folder is not read
+        assert name in warnings, (name, warnings)
+    assert all(line.startswith("warning: ignoring ") for line in warnings.strip().splitlines())
+
+
+def test_a_folder_of_images_names_what_it_skips(tmp_path: Path, capsys) -> None:
+    write_png(tmp_path / "cat.png", np.zeros((8, 8, 3), np.uint8))
+    strays = add_strays(tmp_path)
+    for lr_only in (False, True):
+        assert [p.name for p in open_split(tmp_path, layout="folder", lr_only=lr_only).pairs] == ["cat"]
+        warnings = capsys.readouterr().err
+        assert all(name in warnings for name in strays), warnings
+
 
 def test_missing_and_empty_data_dir(tmp_path: Path) -> None:
     with pytest.raises(KitError, match="does not exist"):

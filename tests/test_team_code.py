@@ -1,6 +1,7 @@
 """A team's code that tries to end the process (``sys.exit`` at import, ``os._exit`` in its forward) is a failure of
 that team, reported in one line, everywhere: test_demo.py exits 2 (not 0 with no output), a batch goes on with the
-next team and writes its table. Each case ended the kit's process on the kit before esrkit/teamcode.py."""
+next team and writes its table. Each case ended the kit's process on the kit before esrkit/teamcode.py. A
+constructor that needs a GPU the machine lacks is said to need one."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import test_demo
+from esrkit.api import entry_from_spec
+from esrkit.errors import KitError
 from esrkit.submission.__main__ import main as submission
 from tests.conftest import TOY_NET, toy_team
 
@@ -69,3 +73,31 @@ def test_a_missing_package_names_the_install_that_works_and_the_readme_section(t
     assert f"team40_Needs.py imports {package}, which is not installed here: " in message and hint in message
     assert message.endswith('see README, "Teams that need other packages"')
     assert "### Teams that need other packages" in (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+JITERATOR = "torch.cuda.jiterator._create_jit_fn('template <typename T> T copy(T x) { return x; }')(torch.ones(1))"
+
+
+def constructor_calling(line: str) -> str:
+    """The toy team whose constructor runs ``line`` first."""
+    return TOY_NET.replace("        super().__init__()\n", f"        super().__init__()\n        {line}\n")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="jiterator runs on this machine's GPU")
+def test_a_cuda_only_operation_is_named_as_such_not_as_wrong_arguments(tmp_path, two_image_benchmark, capsys) -> None:
+    """torch's jiterator raises AssertionError off CUDA: the line says the operation needs a GPU machine (it said
+    "check the class and its constructor arguments"); any other constructor failure keeps that hint."""
+    model = toy_team(tmp_path / "sub", "team32_Jit.py", constructor_calling(JITERATOR))
+    code = test_demo.main(["--model_file", str(model), "--class_name", "Toy", "--data_range", "1.0",
+                           "--data_dir", str(two_image_benchmark), "--results_dir", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == (
+        "error: Jit: building Toy() raised AssertionError: Jiterator is only supported on CUDA and ROCm GPUs, none are "
+        "available. (a CUDA-only operation, which needs a GPU machine: this one has no CUDA GPU "
+        "(torch.cuda.is_available() is False); run this entry on a machine with one)"), err
+    assert not (tmp_path / "out" / "results.json").exists()  # only the run log says the run was started
+    other = toy_team(tmp_path / "other", "team33_Odd.py", constructor_calling("raise ValueError('dim must be even')"))
+    with pytest.raises(KitError) as caught:
+        entry_from_spec(model_file=other, class_name="Toy", data_range=1.0).build()
+    assert str(caught.value) == ("Odd: building Toy() raised ValueError: dim must be even (check the class and its "
+                                 "constructor arguments)")

@@ -3,7 +3,7 @@ and the CLI's robustness: outputs checked before any work, Ctrl-C, exit codes, q
 
 Everything runs on the CPU (one thread: steady on a shared machine) with MLRN-entire on 64 px HR
 patches, batch 4, a few dozen iterations. Ctrl-C is simulated: a ``train_step`` that raises
-KeyboardInterrupt, or one that sends this process SIGINT.
+KeyboardInterrupt, or one that sends this process SIGINT; SIGTERM is sent to a training process.
 """
 
 from __future__ import annotations
@@ -427,6 +427,7 @@ def test_real_ctrl_c_stops_between_steps_and_a_second_one_at_once(tmp_path: Path
 
     monkeypatch.setattr(Trainer, "train_step", train_step)
     out = tmp_path / "run"
+    sigterm_before = signal.getsignal(signal.SIGTERM)
     assert main_interrupted([*base_args(photos, set5, out, iters=10), "--save_every", "2"]) == EXIT_INTERRUPTED
     line = last_line(capsys.readouterr().err)
     assert line.endswith(f"continue with: python -m esrkit.train --resume {out / 'last.pth'}")
@@ -434,6 +435,52 @@ def test_real_ctrl_c_stops_between_steps_and_a_second_one_at_once(tmp_path: Path
     if presses == 2:
         assert "stopped inside a training step (second Ctrl-C)" in line and "from before is unchanged" in line
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    assert signal.getsignal(signal.SIGTERM) == sigterm_before  # and SIGTERM's too
+
+
+def train_process(args: list[str], code: str = "from esrkit.train import main") -> subprocess.Popen:
+    """``python -m esrkit.train ARGS`` in a process of its own (``code`` may first patch the kit), stderr piped."""
+    script = f"import sys\n{code}\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_sigterm_stops_at_an_iteration_boundary_with_a_resumable_checkpoint(tmp_path: Path, photos: Path) -> None:
+    """A scheduler's time limit (Slurm: SIGTERM, SIGKILL after KillWait): a real SIGTERM to a real training
+    process, once its first iteration is done (its first progress line), ends it as Ctrl-C does."""
+    out = tmp_path / "run"
+    args = [a for a in base_args(photos, Path("none"), out, iters=100_000) if a != "--no_progress"]
+    proc = train_process([*args, "--save_every", "100000"])
+    seen = []
+    for line in proc.stderr:  # a pipe: plain progress lines, the first at once
+        seen.append(line)
+        if line.startswith("train 1/"):
+            break
+    else:
+        pytest.fail(f"the training process ended before its first iteration: {''.join(seen)[-3000:]}")
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, rest
+    assert "Traceback" not in rest and rest.count("interrupted") == 1
+    line = rest.strip().splitlines()[-1]
+    step = torch.load(out / "last.pth", weights_only=True)["step"]
+    assert step >= 1 and line == (f"interrupted by SIGTERM: at iteration {step} of 100000: wrote {out / 'last.pth'}; "
+                                  f"continue with: python -m esrkit.train --resume {out / 'last.pth'}")
+    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "last.pth", "log.csv"]  # no temporary file
+    assert [int(r["step"]) for r in read_log(out)] == list(range(1, step + 1))
+
+
+def test_sigterm_before_the_first_iteration_leaves_nothing(tmp_path: Path, photos: Path) -> None:
+    """SIGTERM while the images load: one line, exit 130, and the --out_dir it made is gone."""
+    out = tmp_path / "run"
+    sigterm_while_loading = ("import os, signal\nfrom esrkit.training import loop\nfrom esrkit.train import main\n"
+                             "loop.load_training_images = lambda *a, **k: os.kill(os.getpid(), signal.SIGTERM)")
+    proc = train_process(base_args(photos, Path("none"), out), sigterm_while_loading)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert err.strip().splitlines()[-1] == "interrupted by SIGTERM: stopped before the first iteration; nothing was " \
+                                           "written"
+    assert "Traceback" not in err and not out.exists()
 
 
 def test_an_io_error_is_one_line_and_exit_2(tmp_path: Path, photos: Path, set5: Path, monkeypatch, capsys) -> None:

@@ -69,6 +69,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from esrkit.device import explain_failure
 from esrkit.errors import KitError, first_line
 from esrkit.measure import probe
 
@@ -521,7 +522,7 @@ def _plain_pass(subject: _Subject, seed: int | str, errors: dict[str, str], with
     try:
         official, trail, _ = _watched(subject, seed, _plain_forward)
     except Exception as exc:  # user code on the probe: the reason, in one line
-        raise KitError(f"{subject.name} fails on the 3x256x256 complexity probe ({first_line(exc)})") from None
+        raise KitError(f"{subject.name} fails on the 3x256x256 complexity probe ({explain_failure(exc)})") from None
     return _Pass(official, trail)
 
 

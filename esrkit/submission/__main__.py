@@ -1,5 +1,5 @@
 """Command line of the submission kit: ``python -m esrkit.submission {check,package,export,batch,merge,spec,
-scoring-program} ...``.
+scoring-program,verify} ...``.
 
     python -m esrkit.submission check --model_file models/team07_NanoSR.py --class_name NanoSR_inference \\
         --init_args '[3, 3]' --data_range 1.0 --year 2025 --data_dir DIR
@@ -10,12 +10,14 @@ scoring-program} ...``.
     python -m esrkit.submission merge shard1/results.json shard2/results.json --out intake/
     python -m esrkit.submission spec --from_select_model NTIRE2025_ESR/test_demo.py --out teams.toml
     python -m esrkit.submission scoring-program --out scoring_program.zip --year 2025 --ssim
+    python -m esrkit.submission verify --spec teams.toml --team 7 --upload 07_NanoSR.zip --data_dir DIR
 
 Every command takes an entry the same way: ``--model_id`` (a registered entry), ``--model_file`` with
 the team's instructions as flags, or ``--spec FILE [--team N]`` (see ``esrkit/spec.py``).
 Exit codes: 0 all rules passed (check), the upload / files / zip were written (package, export,
-scoring-program), every team was measured (batch), the files were joined (merge); 1 a rule failed / a team
-failed; 2 a usage error (one line on stderr saying what to fix); 70 an internal error (one line, the traceback
+scoring-program), every team was measured (batch), the files were joined (merge), the upload is what the team's
+code gives (verify: identical, or within one grey level); 1 a rule failed / a team failed / the upload differs or is
+incomplete; 2 a usage error (one line on stderr saying what to fix); 70 an internal error (one line, the traceback
 in a log file); 130 interrupted.
 """
 
@@ -44,7 +46,8 @@ with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile 
                              spec_from_args, specs_from_folder)
     from esrkit.sandbox import Sandbox, View, confined_here, readable_tree
     from esrkit.submission.batch import (OK, REFRESH, SKIPPED, STATUS_NAME, BatchSettings, Dispatch, device_mix,
-                                        read_status, round_table, run_batch, table_markdown, table_name, team_files)
+                                        expected_key, read_status, round_table, run_batch, table_markdown, table_name,
+                                        team_files)
     from esrkit.submission.merge import BOOKKEEPING, BOOKKEEPING_SUFFIX, PREFER, run_merge
     from esrkit.submission.select_model import add_spec_command, run_spec_command
     from esrkit.submission.shards import resolve_shard, team_number
@@ -53,6 +56,9 @@ with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile 
     from esrkit.submission.export import export_entry
     from esrkit.submission.package import PackageOptions, run_package
     from esrkit.submission.scoring import codabench_leaderboard, write_scoring_program
+    from esrkit.submission.status import amend_entry, changed_entries
+    from esrkit.submission.verify import Uploads, check_upload, compare_upload, verdict_lines
+    from esrkit.verdicts import PASSING, VERIFICATION_KEY
 
 DEFAULT_CHECK_YEAR = 2023  # check's rules when neither --year nor a spec file says: the MLRN paper's challenge
 
@@ -123,6 +129,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     batch.add_argument("--results_dir", type=Path, default=Path("."), help="where results.json, results.txt, "
                                                                             "batch.md and batch_status.json go")
     batch.add_argument("--save_dir", type=Path, default=None, help="also save SR images under SAVE_DIR/<key>/")
+    batch.add_argument("--verify_uploads", type=Path, default=None, metavar="DIR",
+                       help="compare each team measured with its upload to the online server in DIR (a zip or a folder "
+                            "named by its results key or number: 07_NanoSR.zip, team07/), image by image; the verdict "
+                            "goes into its entry (needs --save_dir)")
     batch.add_argument("--refresh", default="missing", choices=REFRESH,
                        help="missing: measure the teams not measured yet (or failed); all: measure every team again")
     batch.add_argument("--runs", type=int, default=0, help="warm repeats per image beside the challenge figure (default 0)")
@@ -187,6 +197,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                          help="score as that year's organisers: its dataset layout's HR folders name the split, and "
                               "its PSNR bar is said on the detailed page (default: any layout, no bar)")
     scoring.add_argument("--ssim", action="store_true", help="also SSIM and Y-SSIM (as test_demo.py --ssim)")
+    verify = sub.add_parser(
+        "verify", help="organisers: are a team's uploaded SR images what its submitted code produces? (reproduced "
+                       "confined, compared image by image)",
+        description="Reproduce the split with the team's code (a batch of that one team into a temporary folder, its "
+                    "code confined as batch confines it) and compare its SR images with the team's upload, image by "
+                    "image: identical, within one grey level (device or library rounding), different (each image "
+                    "named, with its PSNR against the reproduced one) or incomplete (missing, extra, unreadable, "
+                    "wrong-size images). Exit 0 identical or within one grey level, 1 different or incomplete.")
+    verify.add_argument("--spec", type=Path, required=True, help="the submission spec (as batch reads it)")
+    verify.add_argument("--team", type=int, default=None, help="the team's number in the spec (not needed for one team)")
+    verify.add_argument("--upload", type=Path, required=True,
+                        help="the team's upload: a zip, or a folder of NAME.png files (flat or in one folder)")
+    verify.add_argument("--data_dir", type=Path, required=True, help="the folder with the split's LR (and HR) images")
+    verify.add_argument("--split", default="valid", help="which split the upload is of (default valid)")
+    verify.add_argument("--data_range", type=float, default=None,
+                        help="the team's data range when its spec does not give one (as batch --data_range)")
+    verify.add_argument("--results_dir", type=Path, default=None,
+                        help="a batch's results folder: the verdict goes into the team's entry there (results.json, "
+                             "results.txt, batch_status.json, results.html)")
+    verify.add_argument("--unconfined", action="store_true",
+                        help="run the team's code with your own rights, outside the sandbox (bubblewrap) that confines "
+                             "it by default -- where no sandbox can be had")
+    _common(verify)
     args = parser.parse_args(argv)
     return args
 
@@ -215,15 +248,16 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_check_command(args: argparse.Namespace) -> int:
     spec, spec_year = spec_from_args(args)
-    if spec.model_file is not None and not confined_here():
-        if not args.unconfined:
-            return check_confined(args, spec, args.year or spec_year or DEFAULT_CHECK_YEAR)
-        print("warning: the team's code runs UNCONFINED (--unconfined), with your rights", file=sys.stderr)
+    unconfined = spec.model_file is not None and not confined_here()
+    if unconfined and not args.unconfined:
+        return check_confined(args, spec, args.year or spec_year or DEFAULT_CHECK_YEAR)
     progress = Progress(enabled=False if args.quiet else None)
     options = CheckOptions(baseline=args.baseline, baseline_weights=args.baseline_weights,
                            year=args.year or spec_year or DEFAULT_CHECK_YEAR,
                            data_dir=args.data_dir, layout=args.layout, device=args.device, runs=args.runs)
     report = run_check(Submission.from_spec(spec), options, progress)
+    if unconfined:
+        print("warning: the team's code ran UNCONFINED (--unconfined), with your rights", file=sys.stderr)
     print(report.render())
     return EXIT_OK if report.passed else EXIT_FAILED
 
@@ -348,8 +382,14 @@ def run_batch_command(args: argparse.Namespace) -> int:
                    "warning: the teams' code runs UNCONFINED (--unconfined), with your rights: said in every entry")
     dispatch = None if slots is None and args.team_timeout is None else Dispatch(
         tuple(slots) if slots is not None else (Slot(device, device),), args.team_timeout)
+    uploads = batch_uploads(args.verify_uploads, specs, convention, progress)
     outcomes = run_batch(specs, settings, results, args.refresh, isolate=not args.in_process, progress=progress,
-                         dispatch=dispatch, shard=shard, invalid=invalid, sandbox=sandbox)
+                         dispatch=dispatch, shard=shard, invalid=invalid, sandbox=sandbox, uploads=uploads)
+    if uploads is not None:
+        for o in outcomes:
+            if o.status == SKIPPED:
+                progress.write(f"{o.key or o.label}: already measured, so its upload was not compared (a team's upload "
+                               f"is compared when the batch measures it: --refresh all, or verify --results_dir)")
     rows = outcomes if shard is not None else round_table(outcomes, results)
     print(table_markdown(rows, convention, split, shard, len(specs) + len(invalid)))
     write_page(results.folder, settings.year)
@@ -358,6 +398,64 @@ def run_batch_command(args: argparse.Namespace) -> int:
     print(f"{len(outcomes) - len(failed)} of {len(outcomes)} measured or already measured; {len(failed)} failed; "
           f"results in {results.json_path} and {results.txt_path}{table}")
     return EXIT_OK if not failed else EXIT_FAILED
+
+
+def batch_uploads(folder: Path | None, specs: Sequence[TeamSpec], convention: Convention,
+                  progress: Progress) -> Uploads | None:
+    """``--verify_uploads``: the folder, checked before anything runs (a team two uploads name is refused); the
+    uploads no team of the batch takes are said."""
+    if folder is None:
+        return None
+    uploads = Uploads.open(folder)
+    for name in uploads.check([(spec, expected_key(spec, convention)) for spec in specs]):
+        progress.write(f"warning: --verify_uploads: {name} names no team of this batch: not compared")
+    return uploads
+
+
+def run_verify_command(args: argparse.Namespace) -> int:
+    check_upload(args.upload)
+    spec_file = load_spec_file(args.spec)
+    spec = spec_file.select(args.team)
+    results = None if args.results_dir is None else ResultsFiles(args.results_dir)
+    if results is not None:
+        refuse_changed_entry(results, spec.label)
+    sandbox = None if args.unconfined else Sandbox.find()
+    print(f"the team's code runs confined ({sandbox.describe()})" if sandbox is not None else
+          "warning: the team's code runs UNCONFINED (--unconfined), with your rights", file=sys.stderr, flush=True)
+    progress = Progress(enabled=False if args.quiet else None)
+    with tempfile.TemporaryDirectory(prefix="esrkit-verify-") as tmp:  # a batch of this one team, then dropped
+        save_dir = Path(tmp) / "sr"
+        save_dir.mkdir()
+        settings = BatchSettings(args.data_dir, args.split, args.layout, spec_file.year, str(pick_device(args.device)),
+                                 default_data_range=args.data_range, save_dir=save_dir)
+        [outcome] = run_batch([spec], settings, ResultsFiles(Path(tmp) / "results"), "all", progress=progress,
+                              sandbox=sandbox)
+        if outcome.status != OK or outcome.key is None or outcome.record is None:
+            print(f"{outcome.label}: its code did not reproduce the {args.split} split, so there is nothing to compare "
+                  f"the upload with: {outcome.error}")
+            return EXIT_FAILED
+        reproduced = save_dir / outcome.key / args.split
+        record = compare_upload(args.upload, reproduced, outcome.record[f"{args.split}_images"], args.split)
+    for line in verdict_lines(outcome.key, record):
+        print(line)
+    if results is not None:
+        if amend_entry(results, outcome.key, {VERIFICATION_KEY: record}):
+            print(f"recorded in {results.json_path} (entry {outcome.key}; results.txt, {STATUS_NAME} beside it)")
+            write_page(results.folder, spec_file.year)
+        else:
+            print(f"{results.json_path} has no entry {outcome.key}: the verdict was not recorded")
+    return EXIT_OK if record["verdict"] in PASSING else EXIT_FAILED
+
+
+def refuse_changed_entry(results: ResultsFiles, label: str) -> None:
+    """Before reproducing anything: the team's entry in ``results`` can take a verdict (the kit wrote it as it is)."""
+    if not results.folder.is_dir():
+        raise KitError(f"--results_dir {results.folder} does not exist: give the batch's results folder")
+    changed = changed_entries(read_results(results.json_path), read_status(results.folder / STATUS_NAME))
+    for key, holder in changed.items():
+        if holder == label:
+            raise KitError(f"{key}: its entry in {results.json_path} was changed outside the kit since the kit wrote "
+                           f"it: measure it again with batch --refresh missing first, then verify")
 
 
 def run_merge_command(args: argparse.Namespace) -> int:
@@ -408,7 +506,7 @@ def run_scoring_command(args: argparse.Namespace) -> int:
 
 COMMANDS = {"check": run_check_command, "package": run_package_command, "export": run_export,
             "batch": run_batch_command, "merge": run_merge_command, "spec": run_spec_command,
-            "scoring-program": run_scoring_command}
+            "scoring-program": run_scoring_command, "verify": run_verify_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,14 +65,17 @@ from esrkit.digests import entry_digest
 from esrkit.results import ResultsFiles
 from esrkit.sandbox import Sandbox, View
 from esrkit.spec import InvalidTable, TeamSpec, resolve
+from esrkit.submission.plausibility import BATCH_IMAGES, BATCH_MARGIN_DB, SCALE, below_bicubic, bicubic_psnr
 from esrkit.submission.reply import Expectation, accept
 from esrkit.submission.shards import Shard, team_number
 from esrkit.submission.status import (OK, RUNNING, STATUS_NAME, changed_entries, claim, claimed_by_another, now,
                                       read_status, update_team_status)
 from esrkit.submission.teamrun import (FAILED, SKIPPED, BatchSettings, TeamOutcome, TeamRequest, measure_team,
                                        reply_json, spec_to_json)
+from esrkit.submission.verify import Uploads
 from esrkit.submission.workers import Paused, Pool, Slot, Stop, TeamProcess, device_model, see_through
 from esrkit.teamfile import WEIGHT_SUFFIXES, find_weights, team_from_file_name
+from esrkit.verdicts import IDENTICAL, VERIFICATION_KEY, short, summary, verification_of
 
 __all__ = ["OK", "FAILED", "SKIPPED", "STATUS_NAME", "REFRESH", "BatchSettings", "Dispatch", "TeamOutcome",
            "read_status", "run_batch", "table_markdown", "table_name", "device_mix", "fingerprint"]
@@ -196,6 +199,11 @@ def table_markdown(outcomes: Sequence[TeamOutcome], convention: Convention, spli
             notes.append(f"NOT DETERMINISTIC: PSNR spread {_giga(r.get(f'{split.name}_psnr_spread'))} dB over runs")
         if r.get("confined") is False:
             notes.append("measured unconfined")
+        if isinstance(r.get("psnr_implausible"), str):
+            notes.append(f"IMPLAUSIBLE PSNR: {r['psnr_implausible']}")
+        verification = verification_of(r)
+        if verification is not None and verification["verdict"] != IDENTICAL:
+            notes.append(short(verification))
         notes += [n for n in r.get("notes", [])] if isinstance(r.get("notes"), list) else []
         if o.status == SKIPPED:
             notes.append("already measured (not re-run)")
@@ -395,7 +403,9 @@ class Round:
     say: Callable[[str], None]
     known: dict[str, Any] = field(default_factory=dict)
     claims: dict[str, str] = field(default_factory=dict)  # results key -> the label of the team that holds it
+    uploads: Uploads | None = None  # --verify_uploads: each team measured gets its upload's verdict
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _bicubic: list[float] | None = None  # bicubic's PSNR on the split's first images (plausibility)
 
     @property
     def identity_digest(self) -> str:
@@ -409,6 +419,22 @@ class Round:
         return Expectation(job.spec.label, images, str(self.split.root), self.split.layout, self.identity_digest,
                            self.confined, key=job.key, team=team_number(job.spec) if job.spec.entry is None else None,
                            claimed=claimed)
+
+    def implausible(self, record: Mapping[str, Any]) -> str | None:
+        """Why a team's PSNR cannot be a trained network's (far below bicubic on the split's first images: a wrong
+        data range, most often), with the fix; None when it is plausible (:mod:`esrkit.submission.plausibility`)."""
+        psnr = record.get(f"{self.split.name}_psnr")
+        if not isinstance(psnr, list) or not self.split.has_hr:
+            return None
+        with self._lock:
+            if self._bicubic is None:  # once per batch
+                self._bicubic = [bicubic_psnr(pair, SCALE) for pair in self.split.pairs[:BATCH_IMAGES]]
+        problem = below_bicubic(psnr[:len(self._bicubic)], self._bicubic, BATCH_MARGIN_DB)
+        if problem is None:
+            return None
+        return (f"{problem} (x{SCALE}): not a trained network's figure -- most often a wrong data range (it ran with "
+                f"data_range {record.get('data_range'):g}): check the team's data_range (`python -m esrkit.submission "
+                f"check` reports the range that fits)")
 
     def incoming(self) -> Path | None:
         """A new SR folder for one team's process, inside ``--save_dir`` (so that its images move into place)."""
@@ -442,8 +468,18 @@ class Round:
             problem = sr_problem(sr_dir, self.split)
             if problem is not None:
                 outcome = TeamOutcome(job.spec.label, None, FAILED, f"{job.spec.label}: {problem}")
+        if outcome.status == OK and outcome.record is not None:
+            problem = self.implausible(outcome.record)
+            if problem is not None:  # measured as it is, and said: the organisers decide (check names the fix)
+                outcome.record["psnr_implausible"] = problem
+                self.say(f"warning: {outcome.key}: {problem}")
         if outcome.status == OK:
             assert outcome.key is not None and outcome.record is not None
+            if self.uploads is not None and sr_dir is not None:  # in the entry before it is written and digested
+                verdict = self.uploads.verdict(job.spec, outcome.key, sr_dir / self.split.name,
+                                               [pair.name for pair in self.split.pairs], self.split.name)
+                outcome.record[VERIFICATION_KEY] = verdict
+                self.say(f"{outcome.key}: upload verification: {summary(verdict)}")
             self.verify({outcome.key: outcome.record})
             with self._lock:
                 self.known[outcome.key] = outcome.record
@@ -563,13 +599,15 @@ def died(code: int, confined: bool = False) -> str:
 def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: ResultsFiles, refresh: str = "missing",
               isolate: bool = True, progress: Progress = QUIET, dispatch: Dispatch | None = None,
               shard: Shard | None = None, invalid: Sequence[InvalidTable] = (),
-              sandbox: Sandbox | None = None) -> list[TeamOutcome]:
+              sandbox: Sandbox | None = None, uploads: Uploads | None = None) -> list[TeamOutcome]:
     """Measure every team (see the module docstring); the outcome of each, in spec order.
 
     ``sandbox`` confines each team process (None: unconfined, said in each entry); ``isolate`` False runs the teams
     in this process (unconfined). ``dispatch`` says where the team processes run (default: one after another on
     ``settings.device``); ``shard`` narrows the batch to that shard's teams (none: an empty list, nothing written);
     ``invalid`` are the spec's tables that could not be read: each is a failed team of the batch, the others go on.
+    ``uploads`` (``--verify_uploads``, with ``settings.save_dir``): each team measured gets the verdict of its
+    upload against its SR images in its entry.
     """
     if refresh not in REFRESH:
         raise KitError(f"--refresh {refresh!r}: choose one of {', '.join(REFRESH)}")
@@ -577,6 +615,9 @@ def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: Resul
         raise KitError("--devices, --workers and --team_timeout run each team in a process of its own: drop --in_process")
     if not isolate and sandbox is not None:
         raise KitError("--in_process runs every team's code in this process, which cannot be confined: add --unconfined")
+    if uploads is not None and settings.save_dir is None:
+        raise KitError("--verify_uploads compares each team's upload with the SR images its code gives: add --save_dir "
+                       "(where the batch keeps them)")
     settings = dataclasses.replace(settings, data_dir=Path(os.path.abspath(settings.data_dir)),
                                    save_dir=None if settings.save_dir is None else Path(os.path.abspath(settings.save_dir)))
     split = settings.open_split()
@@ -596,7 +637,8 @@ def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: Resul
     status = read_status(status_path)
     data_digest = split_fingerprint(split)
     jobs = _plan(teams, settings, data_digest, status, existing, refresh, convention, say)
-    round_ = Round(results, settings, split, convention, data_digest, isolate and sandbox is not None, say)
+    round_ = Round(results, settings, split, convention, data_digest, isolate and sandbox is not None, say,
+                   uploads=uploads)
     changed = changed_entries(existing, status)
     round_.known.update({k: v for k, v in existing.items() if k not in changed and isinstance(v, dict)})
     round_.claims.update({r["key"]: label for label, r in status.items()

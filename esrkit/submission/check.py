@@ -46,12 +46,12 @@ from esrkit.progress import QUIET, Progress
 from esrkit.registry import get_entry
 from esrkit.spec import SpecConflict, TeamSpec, resolve
 from esrkit.submission import layout
+from esrkit.submission.plausibility import SANE_MARGIN_DB
 from esrkit.submission.report import CheckReport, RuleResult, failed, passed, skipped, verdict
 
 CHALLENGE_SCALE = 4
 DATA_RANGES = (1.0, 255.0)
 DATA_RANGE_CROP = 128  # LR pixels: the data-range probe runs on a centre crop of at most this size
-SANE_MARGIN_DB = 1.0  # a data range is sane when its PSNR is at least bicubic's minus this
 SAME_PSNR_DB = 0.1  # closer than this at 1.0 and 255: the output scales with the input, both ranges work
 PROBE_SHAPES = {"forward 3x256x256": (256, 256), "forward 3x339x510 (DIV2K LR)": (339, 510)}
 

@@ -31,6 +31,7 @@ from esrkit.measure.timing import mean
 from esrkit.submission.teamrun import FAILED, OK, TeamOutcome
 
 MAX_REPLY_BYTES = 32 << 20
+KIT_KEYS = ("environment", "psnr_implausible")  # added to an entry by the batch itself: a team's are dropped
 MAX_TEXT = 65536  # characters of any string of a reply
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 SPLITS = ("valid", "test", "hybrid_test")
@@ -58,7 +59,7 @@ SPLIT_KEYS: dict[str, dict[str, Any]] = {
     "warm_runtime": _NONNEG_LIST, "warm_images": _TEXTS, "ave_warm_runtime": _NONNEG, "median_warm_runtime": _NONNEG,
     "split_peak_memory": _OR_NULL(_NONNEG), "tiled_images": _TEXTS, "oom_tiled_fallback": _TEXTS, "wall_s": _NONNEG,
     "ave_psnr_diff": _NUMBER, "psnr_diff_max": _NONNEG,
-    "psnr_runs": {"type": "array", "items": _NONNEG_LIST}, "psnr_spread": _NONNEG, "deterministic": _BOOL,
+    "psnr_runs": _NONNEG_LIST, "psnr_spread": _NONNEG, "deterministic": _BOOL,
 }
 MODEL_KEYS: dict[str, Any] = {
     "loop": _TEXT, "activations": _NONNEG, "num_conv": _COUNT, "flops": _OR_NULL(_NONNEG), "num_parameters": _NONNEG,
@@ -73,6 +74,7 @@ MODEL_KEYS: dict[str, Any] = {
     "data_dir": _TEXT, "layout": _TEXT, "data_fingerprint": _TEXT, "lr_source": _TEXT, "lr_only": _BOOL,
     "data_range": {"type": "number", "exclusiveMinimum": 0}, "date": _TEXT, "kit_version": _TEXT,
     "torch_version": _TEXT, "notes": _TEXTS, "confined": _BOOL, "display_name": _TEXT,
+    "psnr_implausible": _TEXT,  # added by the batch (esrkit.submission.plausibility), never by the team
     "environment": {"type": "object", "properties": {
         "python": _TEXT, "torch": _TEXT, "platform": _TEXT,
         "packages": {"type": "object", "additionalProperties": _TEXT}}, "additionalProperties": False},
@@ -210,4 +212,5 @@ def accept(text: str | None, expected: Expectation) -> TeamOutcome:
     problem = key_problem(reply.get("key"), expected) or record_problem(reply.get("record"), expected)
     if problem is not None:
         return _failed(expected.label, problem)
-    return TeamOutcome(expected.label, reply["key"], OK, record=reply["record"])
+    record = {k: v for k, v in reply["record"].items() if k not in KIT_KEYS}  # the batch's to say, not the team's
+    return TeamOutcome(expected.label, reply["key"], OK, record=record)

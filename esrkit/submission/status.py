@@ -18,10 +18,10 @@ import socket
 from pathlib import Path
 from typing import Any, Mapping
 
-from esrkit.atomic import atomic_write
+from esrkit.atomic import atomic_write, replace_together
 from esrkit.errors import KitError
 from esrkit.digests import entry_digest
-from esrkit.results import folder_lock
+from esrkit.results import ResultsFiles, folder_lock, read_results, render_results_txt
 
 STATUS_NAME = "batch_status.json"
 OK = "ok"
@@ -52,6 +52,34 @@ def update_team_status(folder: Path, label: str, changes: Mapping[str, Any], dro
         record.update(changes)
         status[label] = record
         atomic_write(path, json.dumps(status, indent=2) + "\n")
+
+
+def amend_entry(results: ResultsFiles, key: str, changes: Mapping[str, Any]) -> bool:
+    """Add ``changes`` (facts the kit found after measuring: an upload's verdict) to the entry ``key`` of
+    results.json, as the kit's own: under the folder's lock, results.json, results.txt and the ledger's digest of
+    that entry are replaced together. False when results.json has no entry ``key``; an entry that is not what the
+    kit wrote (changed outside it since) is refused, so that no edit is made the kit's by a digest."""
+    folder, status_path = results.folder, results.folder / STATUS_NAME
+    with folder_lock(folder):
+        entries = read_results(results.json_path)
+        entry = entries.get(key)
+        if not isinstance(entry, dict):
+            return False
+        status = read_status(status_path)
+        holders = [r for r in status.values() if isinstance(r, dict) and r.get("status") == OK and r.get("key") == key]
+        if any(isinstance(r.get("digest"), str) and r["digest"] != entry_digest(entry) for r in holders):
+            raise KitError(f"{key}: its entry in {results.json_path} is not what the kit wrote (changed outside the kit "
+                           f"since): nothing was added to it; measure it again with batch --refresh missing first")
+        entries[key] = {**entry, **changes}
+        files: dict[Path, str] = {
+            results.json_path: json.dumps(entries, indent=2) + "\n",
+            results.txt_path: render_results_txt(entries, results.include_test, results.hybrid_test)}
+        for record in holders:
+            record["digest"] = entry_digest(entries[key])
+        if holders:
+            files[status_path] = json.dumps(status, indent=2) + "\n"
+        replace_together(files)
+    return True
 
 
 def now() -> str:

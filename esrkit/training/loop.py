@@ -5,9 +5,10 @@ group (NCCL on CUDA, gloo on CPU), wraps the model in DistributedDataParallel an
 crops (a rank-specific generator seed); ``batch_size`` is the global batch, split evenly over the
 ranks, so the recipe does not change with the number of GPUs. Only rank 0 validates, logs and saves.
 
-Every output (``out_dir``, ``cache_dir``) is checked before any work. Ctrl-C (SIGINT) stops a run
+Every output (``out_dir``, ``cache_dir``) is checked before any work. Ctrl-C (SIGINT) and SIGTERM (a
+scheduler's time limit: Slurm sends SIGTERM, then SIGKILL after its KillWait) stop a run
 resumably: the first one ends it at the next iteration boundary (a validation under way is cut
-short) and rank 0 writes ``last.pth``, atomically like the periodic saves; a second Ctrl-C stops at
+short) and rank 0 writes ``last.pth``, atomically like the periodic saves; a second signal stops at
 once, and writes nothing if it lands inside a training step (whose state would be half updated).
 """
 
@@ -33,6 +34,7 @@ from torch import nn
 from esrkit import metrics
 from esrkit.atomic import check_writable_folder
 from esrkit.checkpoint import load_weights
+from esrkit.cli import Terminated, interrupted_by, raise_terminated
 from esrkit.datasets import open_split
 from esrkit.device import device_name, pick_device
 from esrkit.entry import Entry
@@ -205,42 +207,58 @@ class RunSummary:
     best_step: int
     out_dir: Path
     interrupted: bool = False
+    stopped_by: str = "interrupted"  # or "interrupted by SIGTERM"
     checkpoint: Path | None = None  # interrupted: the checkpoint to resume from (None: there is none)
     note: str = ""  # interrupted: what was (not) written, when it is not simply ``checkpoint``
 
 
 class StopOnInterrupt:
-    """Ctrl-C, deferred while entered: the first SIGINT only sets ``requested`` (the loop stops at its
-    next boundary, :meth:`check`); a second raises KeyboardInterrupt at once and sets ``forced``.
+    """Ctrl-C and SIGTERM, deferred while entered: the first signal only sets ``requested`` (the loop stops at
+    its next boundary, :meth:`check`); a second raises at once and sets ``forced``. What is raised tells the
+    two apart: KeyboardInterrupt for Ctrl-C, its subclass :class:`~esrkit.cli.Terminated` for SIGTERM.
 
-    It takes over only from Python's default handler, in the main thread (elsewhere: no change).
+    It takes over only from the default handlers (Python's for SIGINT; the system's, or the command line's
+    :func:`~esrkit.cli.sigterm_as_interrupt`, for SIGTERM), in the main thread (elsewhere: no change).
     """
+
+    TAKEN_OVER = {signal.SIGINT: (signal.default_int_handler,), signal.SIGTERM: (signal.SIG_DFL, raise_terminated)}
 
     def __init__(self) -> None:
         self.requested = self.forced = False
-        self._previous: Any = None
+        self.signum: int | None = None  # the first signal received
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopOnInterrupt":
         self.requested = self.forced = False
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        self.signum = None
+        if threading.current_thread() is threading.main_thread():
+            for signum, defaults in self.TAKEN_OVER.items():
+                if signal.getsignal(signum) in defaults:
+                    self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
-    def _on_sigint(self, signum: int, frame: object) -> None:
+    def _on_signal(self, signum: int, frame: object) -> None:
         if self.requested:
             self.forced = True
-            raise KeyboardInterrupt
-        self.requested = True
+            raise self.exception(signum)
+        self.requested, self.signum = True, signum
+
+    def request(self, signum: int) -> None:
+        """Stop at the next boundary as if ``signum`` had been received (another rank received it)."""
+        self.requested, self.signum = True, self.signum or signum
+
+    @staticmethod
+    def exception(signum: int | None) -> KeyboardInterrupt:
+        return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     def check(self) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            raise self.exception(self.signum)
 
 
 class Trainer:
@@ -372,7 +390,7 @@ class Trainer:
         rgb, y = [], []
         try:
             for _, lr, hr in self.val_set:
-                self.stop.check()  # a Ctrl-C cuts a long validation short
+                self.stop.check()  # a Ctrl-C or SIGTERM cuts a long validation short
                 sr = tensor_to_uint8(model(lr), self.entry.data_range)
                 rgb.append(metrics.psnr(sr, hr, crop_border=self.entry.scale))
                 y.append(metrics.psnr(sr, hr, crop_border=self.entry.scale, test_y_channel=True))
@@ -383,7 +401,7 @@ class Trainer:
     def run(self) -> RunSummary:
         """Train until ``iters``, validating, logging and saving on the way.
 
-        Ctrl-C stops the run resumably (see the module docstring); the summary then says ``interrupted``.
+        Ctrl-C or SIGTERM stops the run resumably (see the module docstring); the summary then says ``interrupted``.
         """
         cfg, main = self.cfg, self.ctx.is_main
         if main:
@@ -431,9 +449,9 @@ class Trainer:
                         self._save(last=do_save, best=improved, final=final)
                     loss_sum.zero_()
                     window_steps, window_start = 0, time.perf_counter()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 self.elapsed_s = elapsed_before + time.perf_counter() - run_start
-                return self._interrupted(last_loss, torn=stepping and self.stop.forced)
+                return self._interrupted(last_loss, exc, torn=stepping and self.stop.forced)
         return RunSummary(self.step, last_loss, self.best_psnr, self.best_step, self.out_dir)
 
     def _diverged(self, loss: float, first: int, last: int) -> KitError:
@@ -445,20 +463,23 @@ class Trainer:
         return KitError(f"training diverged: the L1 loss became {loss} between iterations {first} and {last}; {kept}; "
                         f"check --lr ({self.cfg.lr:g}) and the training images")
 
-    def _interrupted(self, last_loss: float, torn: bool) -> RunSummary:
-        """After Ctrl-C: rank 0 writes last.pth of the current step, unless ``torn`` (inside a step).
+    def _interrupted(self, last_loss: float, exc: KeyboardInterrupt, torn: bool) -> RunSummary:
+        """After Ctrl-C or SIGTERM (``exc``): rank 0 writes last.pth of the current step, unless ``torn`` (inside
+        a step).
 
         No collective is run (the other ranks may be gone), so a multi-process checkpoint holds rank
         0's patch stream only: resuming it re-seeds the others' (said when it happens).
         """
-        summary = RunSummary(self.step, last_loss, self.best_psnr, self.best_step, self.out_dir, interrupted=True)
+        summary = RunSummary(self.step, last_loss, self.best_psnr, self.best_step, self.out_dir, interrupted=True,
+                             stopped_by=interrupted_by(exc))
         if not self.ctx.is_main:
             return summary
         path = self.out_dir / "last.pth"
         previous = path if path.exists() else None
         if torn:
+            second = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
             summary.checkpoint = previous
-            summary.note = "stopped inside a training step (second Ctrl-C), so its state was not saved" + (
+            summary.note = f"stopped inside a training step (second {second}), so its state was not saved" + (
                 f"; {path} from before is unchanged" if previous else "; nothing was written")
         elif self.step == 0:
             summary.note = "nothing was written"
@@ -467,8 +488,8 @@ class Trainer:
         else:
             try:
                 save_checkpoint(path, self.state_dict([self.sampler.get_state()]))
-            except KitError as exc:
-                summary.checkpoint, summary.note = previous, f"the checkpoint was not written: {exc}"
+            except KitError as error:
+                summary.checkpoint, summary.note = previous, f"the checkpoint was not written: {error}"
             except KeyboardInterrupt:
                 summary.checkpoint = previous
                 summary.note = f"interrupted again while writing {path}, which was left as it was"
@@ -506,12 +527,13 @@ class Trainer:
         return float(value)
 
     def _stop_together(self) -> None:
-        """At an iteration boundary: stop if Ctrl-C was pressed -- on any rank, so that all ranks leave the
-        loop at the same iteration (a rank left waiting in DDP's all-reduce would hang)."""
+        """At an iteration boundary: stop if Ctrl-C was pressed or SIGTERM received -- on any rank, so that all
+        ranks leave the loop at the same iteration (a rank left waiting in DDP's all-reduce would hang)."""
         if self.ctx.enabled:
-            flag = torch.tensor(float(self.stop.requested), device=self.device)
+            flag = torch.tensor(float(self.stop.signum or 0), device=self.device)  # SIGTERM (15) over SIGINT (2)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            self.stop.requested = self.stop.requested or bool(flag.item())
+            if flag.item():
+                self.stop.request(int(flag.item()))
         self.stop.check()
 
     def _sampler_states(self) -> list[torch.Tensor]:
