@@ -58,6 +58,7 @@ RUN = {
     "python3 runs/scoring_program/score.py": "test_the_scoring_trial",
     "python -m benchmarks --spec teams.toml --complexity_only": "test_the_efficiency_reports",
     "python -m benchmarks --model_id MLRN-entire RLFN EFDN": "test_the_efficiency_reports",
+    "mkdir -p runs && cat > runs/teams.toml <<'SPEC'": "test_the_verify_trials_spec",
     "python -m esrkit.submission export --model_id MLRN-entire --team 23": "test_export_and_package",
     "python -m esrkit.submission package --model_file runs/my_submission": "test_export_and_package",
 }
@@ -105,6 +106,19 @@ NOT_RUN = {
     "python -m esrkit.submission merge intake/shard_*/results.json": (
         "its inputs are a Slurm array's shards", "tests/test_batch_parallel.py::"
                                                  "test_two_shards_then_merge_give_the_sequential_entries"),
+    "for team in 7 8 10 15 17; do": (
+        "packages the five real teams' SR images of Set5: minutes here",
+        "tests/test_verify.py::test_a_teams_own_package_zip_passes_as_identical (package, then verify, on Set5)"),
+    "python -m esrkit.submission verify --spec runs/teams.toml --team 7 --upload runs/uploads/team7.zip": (
+        "its input is the loop's upload; reproduces NanoSR on Set5, confined",
+        "tests/test_verify.py::test_a_teams_own_package_zip_passes_as_identical"),
+    "python -m esrkit.submission verify --spec runs/teams.toml --team 7 --upload runs/uploads/team17.zip": (
+        "as above", "tests/test_verify.py::test_another_teams_model_is_different_with_every_image_named"),
+    "cp runs/uploads/team17.zip runs/uploads/team8.zip && rm runs/uploads/team15.zip": (
+        "its inputs are the loop's uploads", "tests/test_verify.py::test_batch_writes_each_teams_verdict_into_its_entry"),
+    "python -m esrkit.submission batch --spec runs/teams.toml --data_dir ../shared/data/benchmarks/Set5": (
+        "measures and reproduces the five real teams on Set5, one process each: minutes here",
+        "tests/test_verify.py::test_batch_writes_each_teams_verdict_into_its_entry (three teams, two Set5 images)"),
     "python -m benchmarks --baseline_weights": (
         "the default report measures 339x510 inputs for seconds per entry (about a minute here)",
         "tests/test_benchmarks_cli.py::test_full_report_on_cpu (the same report, one 256x256 input)"),
@@ -142,19 +156,31 @@ SUBSTITUTED = {
 }
 
 
+def complete(command: str) -> bool:
+    """Whether bash reads ``command`` as whole: no loop, quote or here-document left open."""
+    done = subprocess.run(["bash", "-n"], input=command, capture_output=True, text=True)
+    return done.returncode == 0 and "here-document" not in done.stderr
+
+
 def readme_commands() -> list[str]:
-    """Every command line of the README's ```bash blocks, continuations joined, comments dropped; an executable
-    script (``#!``) is one command."""
+    """Every command of the README's ```bash blocks as bash reads them: a line (continuations joined), or the lines
+    of a loop or a here-document together; comment lines between commands dropped. An executable script (``#!``)
+    is one command."""
     text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         if block.startswith("#!"):
             commands.append(block)
             continue
+        pending: list[str] = []
         for line in block.replace("\\\n", " ").splitlines():
-            line = re.sub(r"\s+#(\s.*)?$", "", line).strip()
-            if line and not line.startswith("#"):
-                commands.append(line)
+            if not pending and (not line.strip() or line.lstrip().startswith("#")):
+                continue
+            pending.append(line)
+            if complete("\n".join(pending)):
+                commands.append("\n".join(pending).strip())
+                pending = []
+        assert not pending, f"README: a command bash does not read as whole: {pending}"
     return commands
 
 
@@ -313,6 +339,20 @@ def test_the_efficiency_reports(fresh_clone: Clone) -> None:
         assert (fresh_clone.checkout / "runs" / name).stat().st_size > 0, name
     page = (fresh_clone.checkout / "runs/report.html").read_text(encoding="utf-8")
     assert all(name in page for name in ("MLRN-entire", "RLFN", "EFDN", "RFDN"))
+
+
+def test_the_verify_trials_spec(fresh_clone: Clone) -> None:
+    """The trial of `verify` writes its spec with a here-document; every table of it resolves, from the clone, to
+    the shared submission it names (the rest of the trial: NOT_RUN)."""
+    from esrkit.spec import load_spec_file, resolve
+
+    fresh_clone.run(readme_command("mkdir -p runs && cat > runs/teams.toml <<'SPEC'"))
+    spec = load_spec_file(fresh_clone.checkout / "runs/teams.toml")
+    assert spec.year == 2025 and not spec.invalid and [t.team for t in spec.teams] == [7, 8, 10, 15, 17]
+    for team in spec.teams:
+        entry = resolve(team)
+        assert entry.source.resolve().parent == (SHARED / "submissions" / "models").resolve(), entry.source
+        assert entry.weights_path().is_file()
 
 
 def test_export_and_package(fresh_clone: Clone) -> None:
