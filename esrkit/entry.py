@@ -29,7 +29,7 @@ from esrkit.checkpoint import CheckpointFilter, LoadReport, StateKey, load_by_me
 from esrkit.device import cuda_only_hint, cuda_redirected, explain_failure
 from esrkit.errors import KitError, first_line
 from esrkit.names import safe_name
-from esrkit.options import named_as, option, options
+from esrkit.options import Style, named_as, option, options
 from esrkit.paths import MODEL_ZOO, shared_path
 from esrkit.teamcode import exits_refused
 
@@ -68,7 +68,7 @@ class Entry:
     source: Path | None = None
     redirect_cuda: bool = False
     notes: tuple[str, ...] = ()
-    from_spec: bool = False  # built from a [[team]] table of a spec file: messages name its keys, not flags
+    option_style: Style = "flags"  # how messages name settings: flags, a spec file's keys (esrkit.options)
 
     # -- identity ----------------------------------------------------------------------------------
 
@@ -164,7 +164,7 @@ class Entry:
         """``weights``, or the entry's default file; an error that says where it was expected when absent
         (``flag``: the option that gives this entry's weights on the command at hand; default ``--weights``, or the
         spec's ``weights`` for a team of a spec file)."""
-        with named_as("spec" if self.from_spec else "flags"):
+        with named_as(self.option_style):
             flag = flag or option("weights")
         path = weights if weights is not None else self.default_weights_path(model_zoo)
         if path is None:
@@ -189,7 +189,7 @@ class Entry:
         """The model with its weights loaded and the post-load step applied (see the module docstring)."""
         path = self.weights_path(weights, model_zoo, flag)
         model = self.build()
-        with self._on_build_device(), named_as("spec" if self.from_spec else "flags"):
+        with self._on_build_device(), named_as(self.option_style):
             report = (load_by_method(model, path, self.load_method) if self.load_method is not None else
                       load_weights(model, path, state_key=self.state_key, strict=self.strict,
                                    checkpoint_filter=self.checkpoint_filter))

@@ -59,7 +59,7 @@ from esrkit import arguments, teamfile
 from esrkit.checkpoint import key_mismatch, read_checkpoint, select_state_dict, state_key_problem
 from esrkit.entry import EACH_PREFIX, Entry
 from esrkit.errors import KitError
-from esrkit.options import named_as, option, style
+from esrkit.options import Style, in_spec, named_as, option, style
 from esrkit.registry import get_entry
 from esrkit.tomltext import toml_value
 
@@ -90,11 +90,17 @@ class TeamSpec:
     name: str | None = None
     scale: int | None = None
     in_file: bool = False  # from a [[team]] table of a spec file (messages then name its keys, not flags)
+    from_folder: bool = False  # a team of a folder (batch --models_dir): no spec, no flags (messages say how to write one)
 
     def __post_init__(self) -> None:  # lists (from TOML or JSON) held as tuples: a spec is a value
         for key in ("init_args", "state_key"):
             if isinstance(getattr(self, key), list):
                 object.__setattr__(self, key, tuple(getattr(self, key)))
+
+    @property
+    def option_style(self) -> Style:
+        """How messages name the settings that fix this team (:mod:`esrkit.options`)."""
+        return "spec" if self.in_file else "folder" if self.from_folder else "flags"
 
     @property
     def label(self) -> str:
@@ -358,7 +364,8 @@ def specs_from_folder(models_dir: Path) -> list[TeamSpec]:
     files = sorted(p for p in models_dir.iterdir() if teamfile.team_from_file_name(p) is not None)
     if not files:
         raise KitError(f"no teamNN_Name.py files in {models_dir}")
-    return [TeamSpec(model_file=p, team=teamfile.team_from_file_name(p)[0]) for p in files]  # type: ignore[index]
+    return [TeamSpec(model_file=p, team=teamfile.team_from_file_name(p)[0], from_folder=True)  # type: ignore[index]
+            for p in files]
 
 
 # --- command-line flags ---------------------------------------------------------------------------
@@ -487,7 +494,7 @@ def _choose_class(module: teamfile.TeamModule, spec: TeamSpec, base: Entry, weig
     shown = "; ".join(_signature_text(c) for c in classes) or "none"
     buildable = [c for c in classes if teamfile.builds_without_arguments(c)]
     how = ("--class_name NAME [--init_args '[...]'] [--init_kwargs '{...}']" if style() == "flags" else
-           'class_name = "NAME" [init_args = [...]] [init_kwargs = { ... }] (in the spec)')
+           in_spec('class_name = "NAME" [init_args = [...]] [init_kwargs = { ... }]'))
     if not buildable:
         raise KitError(f"{module.path.name} defines no network that builds without arguments (classes: {shown}): "
                        f"say which and how with {how}")
@@ -566,9 +573,9 @@ def resolve(spec: TeamSpec, require_data_range: bool = True) -> Entry:
     """The :class:`Entry` a team's spec describes; errors name the team and the fix (the spec's keys for a team of a
     spec file, flags otherwise: :mod:`esrkit.options`)."""
     try:
-        with named_as("spec" if spec.in_file else "flags"):
+        with named_as(spec.option_style):
             entry = _from_registered(spec) if spec.entry is not None else _from_file(spec, require_data_range)
-        return entry.replace(from_spec=spec.in_file)
+        return entry.replace(option_style=spec.option_style)
     except KitError as exc:
         message = str(exc)
         labelled = spec.model_file is not None or spec.team is not None

@@ -39,7 +39,7 @@ from esrkit.submission import check as check_module
 from esrkit.submission.__main__ import main
 from esrkit.submission.layout import check_imports
 from esrkit.teamfile import import_team_file
-from tests.conftest import SHARED, require, torch_threads
+from tests.conftest import SHARED, require, toy_team, torch_threads
 
 README_THREADS = 2  # the intra-op threads the README's PSNR figures were computed with
 # The README's per-image PSNR were computed on another machine and printed to six decimals. oneDNN picks its
@@ -385,6 +385,35 @@ def test_without_a_spec_the_ambiguous_ones_say_which_flag_chooses(submissions, t
     assert "\n" not in message
     for part in expected:
         assert part in message, (part, message)
+
+
+@pytest.mark.parametrize(("team", "key"), [(7, 'class_name = "NAME"'), (8, 'state_key = "params_ema" (in a spec)'),
+                                           (10, 'state_key = "params_ema" (in a spec)'),
+                                           (17, 'state_key = "params_ema" (in a spec)')])
+def test_a_folder_batch_names_the_spec_key_and_the_command_that_writes_a_spec(submissions, team, key) -> None:
+    """`batch --models_dir` takes no per-team flags: a hint that named --state_key (the issue) sent the organiser to a
+    flag batch refuses. The team process gets the folder's style too (its spec travels as JSON)."""
+    from esrkit.options import FOLDER_HINT
+    from esrkit.spec import specs_from_folder
+    from esrkit.submission.teamrun import spec_from_json, spec_to_json
+
+    spec = {s.team: s for s in specs_from_folder(submissions / "models")}[team]
+    assert spec_from_json(spec_to_json(spec)).option_style == "folder"
+    with pytest.raises(KitError) as error:
+        resolve(spec, require_data_range=False).load()
+    message = str(error.value)
+    assert key in message and message.endswith(FOLDER_HINT) and message.count(FOLDER_HINT) == 1, message
+    assert "--state_key" not in message and "--class_name" not in message and "\n" not in message
+    assert "python -m esrkit.submission spec --from_select_model" in FOLDER_HINT and "batch --spec" in FOLDER_HINT
+
+
+def test_a_folder_batch_without_a_data_range_names_batchs_own_flag(tmp_path: Path, set5: Path) -> None:
+    """The one team setting batch takes as a flag (the default of every team) is named as that flag."""
+    toy_team(tmp_path, "team05_Toy.py")
+    rc, out, err = run_batch_cli("--models_dir", str(tmp_path / "models"), "--data_dir", str(set5),
+                                 "--results_dir", str(tmp_path / "intake"))
+    line = next(line for line in (out + err).splitlines() if line.startswith("team 05 (team05_Toy.py): failed"))
+    assert rc == 1 and "give --data_range (1.0 or 255)" in line and "(in a spec)" not in line, line
 
 
 # --- PSNR -------------------------------------------------------------------------------------------
