@@ -152,8 +152,10 @@ def entry_from_spec(spec: TeamSpec | None = None, **facts: Any) -> Entry:
     if facts:
         raise KitError(f"esrkit.entry_from_spec: give a TeamSpec or its facts as keywords, not both (the keywords "
                        f"{', '.join(sorted(facts))} would be ignored): use dataclasses.replace(spec, ...)")
-    told = {f.name: getattr(spec, f.name) for f in fields(TeamSpec) if f.name != "in_file"}
-    return resolve(replace(spec_from_keywords(told, "esrkit.entry_from_spec"), in_file=spec.in_file))
+    provenance = ("in_file", "from_folder")  # where the facts came from (how messages name them), not facts
+    told = {f.name: getattr(spec, f.name) for f in fields(TeamSpec) if f.name not in provenance}
+    return resolve(replace(spec_from_keywords(told, "esrkit.entry_from_spec"),
+                           **{name: getattr(spec, name) for name in provenance}))
 
 
 def load_entries(names: Sequence[str | int]) -> list[Entry]:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -407,7 +408,7 @@ class Round:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _bicubic: list[float] | None = None  # bicubic's PSNR on the split's first images (plausibility)
 
-    @property
+    @functools.cached_property
     def identity_digest(self) -> str:
         """The data's digest as an entry and an SR folder record it (:func:`esrkit.fingerprint.data_fingerprint`)."""
         return data_fingerprint([self.split])
@@ -567,6 +568,7 @@ class Started:
     def abandon(self) -> None:
         """Stop it and remove its folders (the batch is stopping, or it was started ahead for nothing)."""
         with contextlib.suppress(Exception):
+            self.process.resume()  # a paused process takes no SIGTERM until it runs again
             self.process.terminate()
             self.process.finish()
         _remove(self.scratch, self.sr_dir)
@@ -699,6 +701,7 @@ def run_batch(specs: Sequence[TeamSpec], settings: BatchSettings, results: Resul
                 outcome = round_.finish_child(started, where.team_timeout, stop)
                 if paused is not None:
                     paused.ahead.remove(started.process)
+                    paused.timed()  # it may have ended inside its timed part: the ones it paused go on
                 if outcome is None:
                     update_team_status(results.folder, job.spec.label, {}, drop=(RUNNING,))
                     _remove(started.sr_dir)
