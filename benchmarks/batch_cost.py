@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from esrkit.atomic import check_writable_folder, replace_together
 from esrkit.cli import EXIT_FAILED, EXIT_OK, run_guarded
 from esrkit.errors import KitError
 from esrkit.paths import REPO_ROOT, shared_path
+from esrkit.tomltext import toml_value
 
 DEFAULT_BASELINE = "ca2e8cb"
 TARGET = 0.6
@@ -63,19 +63,6 @@ FIGURES_SKIPPED = ("date", "confined", "environment", "data_dir", "complexity_pr
                    "complexity_input_dependent")
 
 
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(map(_toml, value)) + "]"
-    assert isinstance(value, dict)
-    return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-
-
 def spec_text(quick: bool) -> str:
     """The README's eight-entry batch as a spec (paths into the shared folder)."""
     submissions = shared_path("submissions")
@@ -90,7 +77,7 @@ def spec_text(quick: bool) -> str:
         if "weights" in table:
             table["weights"] = str(submissions / "model_zoo" / table["weights"])
         table["data_range"] = 1.0
-        text += "[[team]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items()) + "\n"
+        text += "[[team]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items()) + "\n"
     for entry, weights in ENTRIES.items():
         if quick and entry not in QUICK:
             continue

@@ -22,7 +22,7 @@ import threading
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 from esrkit.errors import KitError, first_line
 
@@ -142,7 +142,7 @@ def startup(interrupted: str = "nothing was written") -> Iterator[None]:
         raise SystemExit(internal_error(exc)) from None
 
 
-def exit_now(code: int) -> "NoReturn":
+def exit_now(code: int) -> NoReturn:
     """End a command that has written and flushed everything it writes: at once, without the interpreter's teardown
     (torch's takes about 0.4 s and writes nothing). For the ``__main__`` of a command, never inside a library call."""
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):

@@ -25,17 +25,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from esrkit.sandbox import Sandbox, SandboxUnavailable
 from esrkit.submission.__main__ import main
-from tests.conftest import SHARED, TOY_NET, copy_benchmark, require, toy_team
+from tests.conftest import SHARED, TOY_NET, confined, copy_benchmark, require, toy_team
 from tests.test_intake import TEAM_KEYS, TEAMS, organisers_table, team_table
 
-try:
-    Sandbox.find()
-    NO_SANDBOX = ""
-except SandboxUnavailable as exc:
-    NO_SANDBOX = str(exc)
-pytestmark = pytest.mark.skipif(bool(NO_SANDBOX), reason=f"no sandbox here: {NO_SANDBOX}")
+pytestmark = confined
 
 ATTACK = '''
 import os, socket, subprocess, sys

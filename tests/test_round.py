@@ -25,18 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from esrkit.sandbox import Sandbox, SandboxUnavailable
 from esrkit.submission.__main__ import main
-from tests.conftest import TOY_NET, copy_benchmark, toy_team
+from tests.conftest import TOY_NET, confined, copy_benchmark, toy_team
 from tests.test_intake import team_table
 
 REPO = Path(__file__).resolve().parents[1]
-try:
-    Sandbox.find()
-    NO_SANDBOX = ""
-except SandboxUnavailable as exc:
-    NO_SANDBOX = str(exc)
-confined = pytest.mark.skipif(bool(NO_SANDBOX), reason=f"no sandbox here: {NO_SANDBOX}")
 
 
 @pytest.fixture()

@@ -45,9 +45,10 @@ with startup():  # torch and the kit take seconds to import: a Ctrl-C meanwhile 
     from esrkit.spec import (InvalidTable, TeamSpec, add_entry_arguments, entry_from_args, load_spec_file,
                              spec_from_args, specs_from_folder)
     from esrkit.sandbox import Sandbox, View, confined_here, readable_tree
-    from esrkit.submission.batch import (OK, REFRESH, SKIPPED, STATUS_NAME, BatchSettings, Dispatch, device_mix,
-                                        expected_key, read_status, round_table, run_batch, table_markdown, table_name,
-                                        team_files)
+    from esrkit.submission.batch import (OK, REFRESH, SKIPPED, STATUS_NAME, BatchSettings, Dispatch, expected_key,
+                                        read_status, run_batch)
+    from esrkit.submission.round import team_files
+    from esrkit.submission.table import device_mix, round_table, table_markdown, table_name
     from esrkit.submission.merge import BOOKKEEPING, BOOKKEEPING_SUFFIX, PREFER, run_merge
     from esrkit.submission.select_model import add_spec_command, run_spec_command
     from esrkit.submission.shards import resolve_shard, team_number
