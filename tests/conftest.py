@@ -1,6 +1,17 @@
-"""Shared fixtures: paths to ../shared (the third-party data the tests read, never copied here)."""
+"""Shared fixtures: paths to ../shared (the third-party data the tests read, never copied here).
+
+The suite runs on every core (pytest-xdist, ``-n auto`` in pytest.ini), so each test process -- and every process it
+starts -- computes with one thread (``OMP_NUM_THREADS=1`` unless set), as ``torch_threads(1)`` does in the tests:
+two threads per process would only contend for the same cores. Figures that depend on the thread count are compared
+between runs with the same count, or within the tolerance that says so.
+"""
 
 from __future__ import annotations
+
+import os
+
+for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before torch is imported, here and in every child
+    os.environ.setdefault(_variable, "1")
 
 from pathlib import Path
 

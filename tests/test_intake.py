@@ -39,7 +39,7 @@ from esrkit.submission import check as check_module
 from esrkit.submission.__main__ import main
 from esrkit.submission.layout import check_imports
 from esrkit.teamfile import import_team_file
-from tests.conftest import SHARED, require, toy_team, torch_threads
+from tests.conftest import SHARED, confined, require, toy_team, torch_threads
 
 README_THREADS = 2  # the intra-op threads the README's PSNR figures were computed with
 # The README's per-image PSNR were computed on another machine and printed to six decimals. oneDNN picks its
@@ -517,6 +517,7 @@ def test_rerun_skips_measured_teams_and_refresh_all_remeasures(batch, spec_file,
     assert round(after["08_FRnet"]["num_parameters"] * 1e6) == TEAMS[8]["params"] and set(after) == GOOD_KEYS
 
 
+@confined  # each team's process confined, as the organisers run it
 def test_each_team_in_its_own_process_gives_the_same_entries(batch, spec_file, set5, tmp_path) -> None:
     """The default batch runs every team in a process of its own (as the organisers run test_demo.py per
     team): the same counts exactly, and PSNR to float rounding, as the in-process batch; a team that fails

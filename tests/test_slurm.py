@@ -30,7 +30,7 @@ from esrkit.paths import REPO_ROOT
 from tests.slurm_cluster import OneNodeCluster, unavailable
 from tests.test_batch_parallel import figures, read_json, run_batch_cli, status_lines
 from tests.test_intake import TEAM_KEYS, TEAMS, organisers_table
-from tests.conftest import SHARED, require
+from tests.conftest import SHARED, confined, require
 
 SCRIPT_HEADING = "**A Slurm array over a shared results folder.**"
 CPU_RECIPE = 'MEASURE_ON="--workers 1" sbatch --gres=none intake.sbatch'  # the script's own line for CPU-only nodes
@@ -85,6 +85,7 @@ def cluster() -> Iterator[OneNodeCluster]:
         assert not strays, f"processes of the test cluster outlived it (now killed): {strays}"
 
 
+@confined  # the script's batch runs each team confined
 def test_the_readmes_sbatch_array_on_a_real_slurm_gives_the_sequential_figures(cluster, tmp_path,
                                                                                benchmarks_dir) -> None:
     submissions = require(SHARED / "submissions")
