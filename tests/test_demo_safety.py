@@ -63,6 +63,17 @@ def test_a_bad_second_image_leaves_the_earlier_sr_images_untouched(tmp_path, min
     assert sorted(p.name for p in (tmp_path / "sr").iterdir()) == ["10_MLRN-entire"]  # no staging folder left
 
 
+def test_a_second_run_replaces_only_the_kits_own_images_of_an_sr_folder(tmp_path, mini) -> None:
+    """A note someone put into the SR folder was deleted with the images by the next run on the same data: now only
+    the images the kit wrote there are replaced."""
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(weights(tmp_path, 0))) == 0
+    folder = tmp_path / "sr" / "10_MLRN-entire" / "valid"
+    (folder / "important.txt").write_text("the organiser's note\n")
+    assert run(tmp_path, "--data_dir", str(mini), "--weights", str(weights(tmp_path, 1))) == 0
+    assert (folder / "important.txt").read_text() == "the organiser's note\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["img_002.png", "img_005.png", "important.txt"]
+
+
 def test_images_with_the_same_name_are_an_error_naming_both(tmp_path, capsys) -> None:
     folder = tmp_path / "photos"
     write_png(folder / "a.png", np.zeros((96, 96, 3), np.uint8))

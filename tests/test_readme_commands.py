@@ -154,9 +154,6 @@ SUBSTITUTED = {
         (SET5, ONE_IMAGE), "FSANet on the five Set5 images takes 40 s here; on one, a few"),
     "python test_demo.py --data_dir ../shared/data/benchmarks/Set5 --spec teams.toml --team 17": (
         (SET5, ONE_IMAGE), "as above"),
-    "python -m benchmarks --model_id MLRN-entire RLFN EFDN": (
-        ("--data_dir DIV2K", f"--data_dir {ONE_IMAGE} --repeats 1 --min_run_time 0.05"),
-        "no DIV2K here, and the robust protocol's seconds per entry: one image, one repeat"),
 }
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from esrkit.submission.__main__ import main
-from tests.conftest import TOY_NET, confined, copy_benchmark, toy_team
+from tests.conftest import SHARED, TOY_NET, confined, copy_benchmark, require, toy_team
 from tests.test_intake import team_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,3 +206,24 @@ def test_a_forward_that_samples_is_flagged_with_the_spread_of_its_psnr(tmp_path,
     assert dice["valid_psnr_spread"] == max(dice["valid_psnr_runs"]) - min(dice["valid_psnr_runs"])
     assert steady["valid_deterministic"] is True and "valid_psnr_runs" not in steady
     assert "NOT DETERMINISTIC: PSNR spread" in (out / "batch.md").read_text()
+
+
+def test_a_wrong_data_range_is_flagged_naming_the_data_range(tmp_path, one_image) -> None:
+    """Team 07 (trained for [0, 1]) given data_range 255 ended "ok" at 4.56 dB with nothing said: now its PSNR is
+    set against bicubic upscaling's on the same images, and the line names the data range."""
+    submissions = require(SHARED / "submissions")
+    nano = team_table(team=7, model_file=str(submissions / "models" / "team07_NanoSR.py"), class_name="NanoSR_inference",
+                      init_args=[3, 3], data_range=255.0)
+    spec = tmp_path / "teams.toml"
+    spec.write_text("year = 2025\n\n" + nano)
+    out, err = tmp_path / "o", io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        main(["batch", "--spec", str(spec), "--data_dir", str(one_image), "--results_dir", str(out), "--device", "cpu",
+              "--quiet", "--in_process", "--unconfined"])
+    entry = json.loads((out / "results.json").read_text())["07_NanoSR"]
+    assert entry["valid_ave_psnr"] < 10  # what it measures with the wrong range, kept as measured...
+    warning = [line for line in err.getvalue().splitlines() if line.startswith("warning: 07_NanoSR: ")]
+    assert len(warning) == 1 and "is far below bicubic upscaling's" in warning[0]  # ...and said, naming the fix
+    assert "most often a wrong data range (it ran with data_range 255)" in warning[0]
+    assert entry["psnr_implausible"] == warning[0].removeprefix("warning: 07_NanoSR: ")
+    assert "IMPLAUSIBLE PSNR" in (out / "batch.md").read_text()
