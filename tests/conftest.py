@@ -13,6 +13,9 @@ import os
 for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before torch is imported, here and in every child
     os.environ.setdefault(_variable, "1")
 
+import torch._dynamo  # noqa: E402,F401 - a test session is a long-lived process: counts take the shape-only run
+#   where it proves the second probe would find nothing (esrkit.measure.complexity.shape_only_is_cheap); the team
+#   processes the tests start are fresh ones, which take the second probe's forward
 from pathlib import Path
 
 import pytest

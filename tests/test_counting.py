@@ -317,3 +317,17 @@ def test_a_network_fvcore_cannot_trace_still_gets_its_hook_counts() -> None:
     assert c.flops_ptflops == 3 * 3 * HW + 3 * HW == ptflops_direct(model)  # MACs + one bias add per output
     assert c.varies == {}
     assert_same_state(model, before)  # fvcore's hooks, left behind by its failed trace, are gone
+
+
+@pytest.mark.parametrize("name", ["MLRN-entire", "RFDN", "EFDN"])
+def test_a_run_on_shapes_alone_gives_what_the_second_probe_gives(name) -> None:
+    """Where a run on shapes alone stands in for the second probe's forward, every count is what the forward gives."""
+    model = get_entry(name).build()
+    assert count(model, shape_only=True) == count(model, shape_only=False)
+
+
+@pytest.mark.parametrize("network", [Routed, RoutedFunctionally, BranchesOnItsMean, TracedDifferently])
+def test_a_network_that_reads_its_input_proves_nothing_on_shapes_and_gets_its_second_probe(network) -> None:
+    """A network that reads its input's values (or behaves otherwise while traced) cannot run on shapes alone: its
+    second probe runs, and finds what it finds without the shape-only run."""
+    assert count(network(), shape_only=True) == count(network(), shape_only=False)

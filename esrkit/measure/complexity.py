@@ -32,6 +32,10 @@ How :func:`count` costs two forwards where the official kits need three, without
 2. **One forward for the second probe**, a real LR photo (not noise: uniform noise has the official probe's
    mean, so a branch on the input's mean would go the same way on both): the hook counter, with ptflops riding on
    it (ptflops reads shapes only, so which probe it runs on does not matter for a network that does not route).
+   Where runs on shapes alone cost nothing to start (:func:`shape_only_is_cheap`: a long-lived process) one of
+   those stands in for that forward when it proves there is nothing to find (:func:`_proves_shape_only`): a meta
+   copy of the model takes the first forward's operations on the same shapes without reading a value -- so any
+   input of this size gives the same counts. The counts are the same either way.
 3. **fvcore runs again only where the probes differ.** Both forwards record their *trail*: every
    torch function called inside the model, with the shapes (and plain arguments) it was given and
    gave back, and every module call with its output shape. Every counter here is a function of what
@@ -511,6 +515,49 @@ def _attempt(counter: str, errors: dict[str, str], run: Callable[[], T]) -> T | 
     return None
 
 
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose every tensor -- parameters, buffers, and tensors it keeps as plain attributes -- is on
+    the meta device: same shapes and dtypes, no values (and no copy of the weights' memory)."""
+    memo: dict[int, Any] = {}
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    clone = copy.deepcopy(model, memo)
+    for module in clone.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, torch.Tensor) and value.device.type != "meta":
+                vars(module)[name] = torch.empty_like(value, device="meta")
+    return clone
+
+
+def _as_on_cpu(value: Any) -> Any:
+    """A shape-only run's trail as a CPU run's reads: the ``meta`` device named ``cpu``."""
+    if isinstance(value, torch.device):
+        return torch.device("cpu") if value.type == "meta" else value
+    if isinstance(value, tuple):
+        return tuple(_as_on_cpu(v) for v in value)
+    return value
+
+
+def _proves_shape_only(subject: _Subject, first: _Pass, input_shape: tuple[int, ...] = INPUT_SHAPE) -> bool:
+    """Whether a meta copy of the model, on a meta probe (shapes and dtypes, no values), runs without reading a single
+    value and takes exactly the operations, on the same shapes, of the first probe's forward -- with the same official
+    counts. Then every count is the same on any input of this size: what the second probe is for is proven without its
+    forward. A network that reads a value (``bool(x.mean() > 0.5)``, ``.item()``, an index taken from its input: each
+    raises on meta tensors), mixes in a tensor of its own making, behaves otherwise while traced, or uses an operation
+    with no meta implementation proves nothing here, and its second probe runs."""
+    try:
+        meta = _meta_copy(subject.fresh())
+        with _Recorder(meta) as recorder, torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta(torch.empty((1, *input_shape), device="meta"))
+    except Exception:  # noqa: BLE001 - whatever it does on values it cannot read: not provable this way
+        return False
+    finally:
+        subject.restore()
+    return (recorder.counts(), _as_on_cpu(tuple(recorder.trail))) == (first.official, first.trail)
+
+
 def _plain_pass(subject: _Subject, seed: int | str, errors: dict[str, str], with_ptflops: bool = False) -> _Pass:
     """The hook counts of a plain forward on ``seed``, with ptflops riding on it when asked (if ptflops fails, the
     reason goes into ``errors`` and a forward of its own gives the hook counts)."""
@@ -538,21 +585,33 @@ def _changes(first: OfficialCounts, second: OfficialCounts) -> dict[str, tuple[i
     return {k: (a, b) for k, (a, b) in pairs.items() if a != b}
 
 
-def count(model: nn.Module, counters: tuple[str, ...] = COUNTERS, second_probe: bool = True) -> Complexity:
+def count(model: nn.Module, counters: tuple[str, ...] = COUNTERS, second_probe: bool = True,
+          shape_only: bool | None = None) -> Complexity:
     """Every count of ``model`` (as deployed: weights loaded, post-load step applied) on the seeded probe.
 
-    With ``second_probe`` the counts are taken again on another seeded probe, and the counts that change
-    are reported in :attr:`Complexity.varies` (see the module docstring for how few forwards that takes).
-    The model is counted in place on the CPU and comes back exactly as it was.
+    With ``second_probe`` the counts are taken again on another probe, and the counts that change are reported in
+    :attr:`Complexity.varies` (see the module docstring for how few forwards that takes). ``shape_only`` lets a run on
+    shapes alone stand in for the second probe's forward where it proves it would find nothing (None: where it costs
+    nothing to start, :func:`shape_only_is_cheap`); the counts are the same either way. The model is counted in
+    place on the CPU and comes back exactly as it was.
     """
     unknown = set(counters) - set(COUNTERS)
     if unknown:
         raise ValueError(f"unknown counters {sorted(unknown)}; known: {COUNTERS}")
+    shape_only = shape_only_is_cheap() if shape_only is None else shape_only
     with _counted(model) as subject:
-        return _count(subject, "fvcore" in counters, "ptflops" in counters, second_probe)
+        return _count(subject, "fvcore" in counters, "ptflops" in counters, second_probe, shape_only)
 
 
-def _count(subject: _Subject, with_fvcore: bool, with_ptflops: bool, second_probe: bool) -> Complexity:
+def shape_only_is_cheap() -> bool:
+    """Whether this process has paid for runs on shapes alone already: torch's implementations for meta tensors import
+    ``torch._dynamo`` on first use (about 1.3 s on this project's CPU, more than a second forward of most networks),
+    which a long-lived process -- a notebook, a test session -- has done once."""
+    return "torch._dynamo" in sys.modules
+
+
+def _count(subject: _Subject, with_fvcore: bool, with_ptflops: bool, second_probe: bool,
+           shape_only: bool = False) -> Complexity:
     errors: dict[str, str] = {}
     first = (_traced_pass(subject, probe.SEED, errors) if with_fvcore else None) or _plain_pass(subject, probe.SEED, errors)
     official, fvcore = first.official, first.fvcore
@@ -561,6 +620,8 @@ def _count(subject: _Subject, with_fvcore: bool, with_ptflops: bool, second_prob
     if not second_probe:
         if with_ptflops:
             ptflops = _plain_pass(subject, probe.SEED, errors, with_ptflops=True).ptflops
+    elif shape_only and not with_ptflops and _proves_shape_only(subject, first):
+        pass  # the same operations on the same shapes, reading no value: the second probe would find nothing
     else:
         second = _plain_pass(subject, probe.PHOTO_PROBE, errors, with_ptflops)
         if (second.official, second.trail) == (first.official, first.trail):
