@@ -319,10 +319,11 @@ def test_a_network_fvcore_cannot_trace_still_gets_its_hook_counts() -> None:
     assert_same_state(model, before)  # fvcore's hooks, left behind by its failed trace, are gone
 
 
-@pytest.mark.parametrize("name", ["MLRN-entire", "RFDN", "EFDN"])
-def test_a_run_on_shapes_alone_gives_what_the_second_probe_gives(name) -> None:
-    """Where a run on shapes alone stands in for the second probe's forward, every count is what the forward gives."""
-    model = get_entry(name).build()
+def test_a_run_on_shapes_alone_gives_what_the_second_probe_gives() -> None:
+    """Where a run on shapes alone stands in for the second probe's forward, every count is what the forward gives
+    (the baselines and the teams are counted both ways across the suite: its processes take the shape-only run, the
+    team processes it starts the forward)."""
+    model = get_entry("MLRN-entire").build()
     assert count(model, shape_only=True) == count(model, shape_only=False)
 
 

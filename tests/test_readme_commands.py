@@ -326,15 +326,16 @@ def test_the_scoring_trial(fresh_clone: Clone) -> None:
 
 
 def test_the_efficiency_reports(fresh_clone: Clone) -> None:
-    """The counts of the README's spec (every table of it loads: the baseline's weights are the shared file); the
-    full report: NOT_RUN."""
-    spec = fresh_clone.checkout / "teams.toml"
-    if not spec.exists():
-        spec.write_text(readme_spec())
-    fresh_clone.run(readme_command("python -m benchmarks --spec teams.toml --complexity_only"))
+    """The counts of the README's spec (every table of it loads: the baseline's weights are the shared file), less
+    team 17, whose counts test_a_team_by_flags_and_by_the_spec checks (its count is the slowest); the full report:
+    NOT_RUN."""
+    tables = readme_spec().split("[[team]]")
+    (fresh_clone.checkout / "counts.toml").write_text("[[team]]".join(t for t in tables if "team = 17\n" not in t))
+    fresh_clone.run(readme_command("python -m benchmarks --spec teams.toml --complexity_only")
+                    .replace("--spec teams.toml", "--spec counts.toml"))
     counts = {row["entry"]: (row["params"], row["flops_fvcore"])
               for row in json.loads((fresh_clone.checkout / "runs/counts.json").read_text())}
-    assert counts == PUBLISHED_COUNTS
+    assert counts == {k: v for k, v in PUBLISHED_COUNTS.items() if k != "17_FSANet"}
 
 
 def test_the_verify_trials_spec(fresh_clone: Clone) -> None:
