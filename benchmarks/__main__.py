@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from esrkit.cli import run_guarded, startup
+from esrkit.cli import exit_now, run_guarded, startup
 
 with startup("no report file was written"):  # torch takes seconds to import: a Ctrl-C meanwhile is one line too
     import torch
@@ -341,4 +341,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
