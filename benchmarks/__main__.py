@@ -13,7 +13,6 @@ measured in the same run.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 

@@ -9,6 +9,8 @@ input's mean would take the same way) but a real LR image: :func:`photo_lr`.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 COMPLEXITY_SHAPE = (3, 256, 256)  # the challenge's LR probe for params, FLOPs, activations, #conv
@@ -38,6 +40,13 @@ PHOTO_TEXT = f"scikit-image's {PHOTO} made LR (x2 MATLAB-bicubic) to 3x256x256, 
 
 
 def photo_lr(height: int = COMPLEXITY_SHAPE[1], width: int = COMPLEXITY_SHAPE[2]) -> torch.Tensor:
+    """A real LR image in [0, 1] as a 1x3xHxW tensor (see :func:`_photo_lr`; made once per process, a fresh tensor
+    each call)."""
+    return _photo_lr(height, width).clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _photo_lr(height: int, width: int) -> torch.Tensor:
     """A real LR image in [0, 1] as a 1x3xHxW tensor: scikit-image's astronaut (read from its wheel's data folder,
     without importing scikit-image), downscaled x2 by the kit's MATLAB-bicubic imresize and cropped to HxW at its
     top left (256x256: the whole LR image)."""
