@@ -34,7 +34,7 @@ from esrkit.spec import load_spec_file, resolve
 from esrkit.submission.select_model import (add_spec_command, read_select_model, render_spec, run_spec_command,
                                             toml_value)
 from tests.conftest import SHARED, TOY_NET, require, toy_team, torch_threads
-from tests.test_intake import TEAM10_OFFICIAL_ACTS, TEAMS, organisers_table
+from tests.test_intake import TEAMS, organisers_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -928,6 +928,9 @@ def _entry_facts(entry) -> dict[str, Any]:  # noqa: ANN001
 
 
 def test_five_2025_teams_reproduce_the_hand_written_spec_and_the_published_counts(tmp_path: Path) -> None:
+    """The spec made from the official kit's select_model names each team's entry exactly as the hand-written one
+    (which tests/test_intake.py measures against every published count); every entry loads its weights, and the two
+    cheapest to count give their published counts from the generated spec itself."""
     submissions = require(SHARED / "submissions")
     kit = write_kit(tmp_path / "NTIRE2025_ESR", OFFICIAL_STYLE_FIVE)
     for folder in ("models", "model_zoo"):
@@ -945,9 +948,8 @@ def test_five_2025_teams_reproduce_the_hand_written_spec_and_the_published_count
         for spec in generated.teams:
             entry, t = resolve(spec), TEAMS[spec.team]
             assert _entry_facts(entry) == _entry_facts(resolve(by_hand[spec.team])), spec.team
-            c = count(entry.load().model, counters=("official", "fvcore"), second_probe=spec.team == 10)
-            assert (c.params, c.flops_fvcore, c.num_conv) == (t["params"], t["flops"], t["conv"]), spec.team
-            if t["acts"] is not None:
-                assert c.activations == t["acts"] and not c.varies, spec.team
-            else:  # team 10: the README's note -- input-dependent, the official counter gave one of two values
-                assert c.activations in TEAM10_OFFICIAL_ACTS and "activations" in c.varies
+            model = entry.load().model
+            if spec.team in (8, 15):
+                c = count(model, counters=("official", "fvcore"), second_probe=False)
+                assert (c.params, c.flops_fvcore, c.num_conv, c.activations) == (
+                    t["params"], t["flops"], t["conv"], t["acts"]), spec.team

@@ -29,7 +29,7 @@ import pytest
 from esrkit.paths import REPO_ROOT
 from tests.slurm_cluster import OneNodeCluster, unavailable
 from tests.test_batch_parallel import figures, read_json, run_batch_cli, status_lines
-from tests.test_intake import TEAM_KEYS, TEAMS, organisers_table
+from tests.test_intake import TEAM_KEYS, TEAMS, assert_published_figures, organisers_table
 from tests.conftest import SHARED, confined, require
 
 SCRIPT_HEADING = "**A Slurm array over a shared results folder.**"
@@ -39,6 +39,7 @@ SHARDS = 2
 # On top of the README's recipe for CPU-only nodes: SHARDS tasks of 1 CPU each (the node has 2), one torch thread.
 SBATCH_OPTIONS = (f"--array=1-{SHARDS}", "--cpus-per-task=1", "--gres=none")
 MEASURE_ON = "--workers 1 --threads 1"
+SEQUENTIAL_TEAMS = (8, 15)  # the sequential batch the array is compared with to the last digit: one team per shard
 JOB_TIMEOUT_S = 600  # the array takes well under a minute here; a hung job fails the test, never the suite
 
 
@@ -100,9 +101,11 @@ def test_the_readmes_sbatch_array_on_a_real_slurm_gives_the_sequential_figures(c
     job = cluster.sbatch(checkout / "intake.sbatch", *SBATCH_OPTIONS, cwd=checkout,
                          env={"MEASURE_ON": MEASURE_ON, "PYTHONPATH": python_path})
 
-    # The sequential reference, in this process, while the array runs.
+    # The sequential reference, in this process, while the array runs: one team of each shard (the cheapest two to
+    # count), compared to the last digit; all five are compared with their published figures below.
     rc, out, err = run_batch_cli("--spec", str(checkout / "teams.toml"), "--data_dir", str(set5),
-                                 "--results_dir", str(tmp_path / "reference"), "--in_process", "--unconfined")
+                                 "--results_dir", str(tmp_path / "reference"), "--in_process", "--unconfined",
+                                 "--teams", *map(str, SEQUENTIAL_TEAMS))
     assert rc == 0, out + err
     reference = read_json(tmp_path / "reference" / "results.json")
 
@@ -125,9 +128,12 @@ def test_the_readmes_sbatch_array_on_a_real_slurm_gives_the_sequential_figures(c
     assert measured == {k: {key for team, key in TEAM_KEYS.items() if team % SHARDS + 1 == k} for k in logs}
 
     results = read_json(shared / "results.json")
-    assert set(results) == set(reference) == set(TEAM_KEYS.values())
+    assert set(results) == set(TEAM_KEYS.values()) and set(reference) == {TEAM_KEYS[t] for t in SEQUENTIAL_TEAMS}
     for key in reference:  # counts, PSNR (every image), device and thread count: all equal
         assert figures(results[key]) == figures(reference[key]), key
+    for team, key in TEAM_KEYS.items():  # every team: its published counts and (another CPU) PSNR
+        assert_published_figures(results[key], team)
+        assert results[key]["device"].endswith("(1 threads)"), (key, results[key]["device"])
     assert {s["status"] for s in read_json(shared / "batch_status.json").values()} == {"ok"}
 
     # The README's next step: the same command without an array measures nothing again and writes batch.md.
