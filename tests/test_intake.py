@@ -327,13 +327,9 @@ def assert_published_figures(record: dict[str, Any], team: int) -> None:
 @pytest.mark.parametrize("team", sorted(TEAMS))
 def test_each_team_reproduces_its_published_counts(batch, team) -> None:
     t, record = TEAMS[team], batch["results"][TEAM_KEYS[team]]
-    assert_published_figures(record, team)
-    assert round(record["num_parameters"] * 1e6) == t["params"]
-    assert round(record["flops_fvcore"] * 1e9) == t["flops"]
+    assert_published_figures(record, team)  # params, fvcore FLOPs, #conv, activations; the README's PSNR
     assert record["flops"] == record["flops_fvcore"]  # 2025: fvcore under `flops`
-    assert record["num_conv"] == t["conv"]
     if t["acts"] is not None:
-        assert round(record["activations"] * 1e6) == t["acts"]
         assert "complexity_input_dependent" not in record and "INPUT-DEPENDENT" not in record["complexity_probe"]
     assert record["complexity_probe"].startswith("counted on torch.rand(1, 3, 256, 256) from "
                                                  "torch.Generator().manual_seed(0)")
